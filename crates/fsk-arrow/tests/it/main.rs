@@ -1,0 +1,21 @@
+//! The shared conformance suite on the arrow engine.
+
+use std::sync::Arc;
+
+use fsk_core::DatasetBackend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    fsk_conformance::run_all(&fsk_arrow::ArrowBackend::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_arc_dyn() {
+    let backend: Arc<dyn DatasetBackend> = Arc::new(fsk_arrow::ArrowBackend::new());
+    fsk_conformance::run_all_arc(backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_read_round_trip_properties() {
+    fsk_conformance::proptests::write_read_round_trip(&fsk_arrow::ArrowBackend::new(), 24).await;
+}

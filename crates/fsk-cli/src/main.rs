@@ -1,0 +1,338 @@
+//! `fsk`: manage plain Parquet datasets from the command line.
+
+#![deny(clippy::clone_on_ref_ptr)]
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use fsk::source::{SourceFormat, open_source};
+use fsk::{
+    Batches, Codec, DatasetBackend, Engine, Error, Location, ReadOptions, Result, StatsOptions,
+    StorageOptions, WriteMode, WriteOptions,
+};
+
+/// Manage plain Parquet datasets like tables: write, read, stats.
+#[derive(Parser, Debug)]
+#[command(name = "fsk", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Engine that moves the data.
+    #[arg(long, global = true, default_value = "arrow", value_parser = parse_engine)]
+    engine: Engine,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Storage option KEY=VALUE (repeatable), e.g. aws_endpoint=http://127.0.0.1:9000.
+    #[arg(long = "storage-option", global = true, value_name = "KEY=VALUE")]
+    storage_options: Vec<String>,
+}
+
+fn parse_engine(s: &str) -> std::result::Result<Engine, String> {
+    s.parse::<Engine>().map_err(|e| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a source (parquet file or dataset, CSV, newline-delimited JSON) into a dataset.
+    Write(WriteArgs),
+    /// Read a dataset or a parquet file.
+    Read(ReadArgs),
+    /// List data files with sizes and row counts.
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+struct WriteArgs {
+    /// The source: a .parquet file, a parquet dataset folder, a .csv or a .json/.ndjson file.
+    source: String,
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Source format, when the extension does not say.
+    #[arg(long, value_name = "parquet|csv|json")]
+    source_format: Option<String>,
+    /// append (default) or overwrite.
+    #[arg(long, default_value = "append")]
+    mode: String,
+    /// Hive partition columns, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    partition_by: Vec<String>,
+    /// Split files after this many rows.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    max_rows_per_file: Option<i64>,
+    /// Maximum rows per row group.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    row_group_size: Option<i64>,
+    /// snappy (default), gzip, lz4, zstd, brotli, uncompressed; CODEC:LEVEL for a level.
+    #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
+    compression: String,
+    /// File name template with {} for a unique token, ending in .parquet.
+    #[arg(long, value_name = "TPL")]
+    basename_template: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    /// The dataset or parquet file (path or URL).
+    dataset: String,
+    /// Columns to return, in order, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    columns: Option<Vec<String>>,
+    /// A filter, e.g. "day = '2025-01-01' AND amount > 10".
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+    /// At most this many rows (after the filter).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    limit: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+    /// Write the output to this file (required for parquet).
+    #[arg(long, value_name = "PATH")]
+    output: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Only partitions matching col=value[/col=value...].
+    #[arg(long, value_name = "P")]
+    partition_filter: Option<String>,
+}
+
+fn positive(name: &str, value: Option<i64>) -> Result<Option<usize>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v > 0 => Ok(Some(v as usize)),
+        Some(v) => Err(Error::invalid_argument(name, v, "must be greater than 0")),
+    }
+}
+
+fn progress(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec}) {elapsed}")
+            .expect("valid template"),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn counted(input: Batches, bar: &ProgressBar) -> Batches {
+    let (schema, stream) = input.into_parts();
+    let bar = bar.clone();
+    let stream = stream
+        .inspect(move |batch| {
+            if let Ok(b) = batch {
+                bar.inc(b.num_rows() as u64);
+            }
+        })
+        .boxed();
+    Batches::new(schema, stream)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+}
+
+async fn run_write(args: WriteArgs, global: &Global, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
+    let mode: WriteMode = args.mode.parse()?;
+    let compression: Codec = args.compression.parse()?;
+    let mut options = WriteOptions::default()
+        .with_mode(mode)
+        .with_partition_by(args.partition_by.iter().filter(|c| !c.is_empty()).cloned())
+        .with_compression(compression);
+    options.max_rows_per_file = positive("max_rows_per_file", args.max_rows_per_file)?;
+    if let Some(rows) = positive("row_group_size", args.row_group_size)? {
+        options.row_group_size = rows;
+    }
+    options.basename_template = args.basename_template.clone();
+    options.validate()?;
+    let format = args.source_format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let input = open_source(&args.source, format, &backend, storage).await?;
+    let bar = progress("writing");
+    let report = backend.write(&location, counted(input, &bar), &options).await;
+    bar.finish_and_clear();
+    let report = report?;
+    if global.json {
+        return print_json(&report);
+    }
+    println!(
+        "wrote {} rows in {} file(s) to {} ({}, engine {}, {} ms)",
+        report.total_rows,
+        report.files.len(),
+        location,
+        report.mode,
+        report.engine,
+        report.elapsed_ms
+    );
+    for file in &report.files {
+        println!("  {}  {} rows  {}", file.path, file.row_count, human_bytes(file.size_bytes));
+    }
+    if !report.removed_files.is_empty() {
+        println!("removed {} old file(s)", report.removed_files.len());
+    }
+    Ok(())
+}
+
+async fn run_read(args: ReadArgs, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
+    if args.format == OutputFormat::Parquet && args.output.is_none() {
+        return Err(Error::invalid_argument("output", "(none)", "--format parquet needs --output PATH"));
+    }
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let mut options = ReadOptions::default();
+    options.columns = args.columns.clone();
+    options.filter = args.filter.clone();
+    if let Some(limit) = args.limit {
+        if limit < 0 {
+            return Err(Error::invalid_argument("limit", limit, "must be 0 or more"));
+        }
+        options.limit = Some(limit as usize);
+    }
+    let batches = backend.read(&location, &options).await?;
+    let schema = Arc::clone(batches.schema());
+    let mut stream = batches.into_stream();
+    let mut sink: Box<dyn Write> = match (&args.output, args.format) {
+        (Some(path), _) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::Io { path: path.clone(), source: e })?)),
+        (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let io = |e: std::io::Error| Error::Io { path: args.output.clone().unwrap_or_else(|| "stdout".into()), source: e };
+    match args.format {
+        OutputFormat::Table => {
+            let mut all = Vec::new();
+            while let Some(batch) = stream.next().await {
+                all.push(batch?);
+            }
+            let table = arrow::util::pretty::pretty_format_batches_with_schema(Arc::clone(&schema), &all)
+                .map_err(|e| Error::arrow("formatting the table", e))?;
+            writeln!(sink, "{table}").map_err(io)?;
+            let rows: usize = all.iter().map(|b| b.num_rows()).sum();
+            writeln!(sink, "{rows} row(s)").map_err(io)?;
+        }
+        OutputFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut sink);
+            let mut wrote = false;
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?).map_err(|e| Error::arrow("writing CSV", e))?;
+                wrote = true;
+            }
+            if !wrote {
+                writer.write(&arrow::array::RecordBatch::new_empty(Arc::clone(&schema))).map_err(|e| Error::arrow("writing CSV", e))?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut sink);
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?).map_err(|e| Error::arrow("writing JSON", e))?;
+            }
+            writer.finish().map_err(|e| Error::arrow("writing JSON", e))?;
+        }
+        OutputFormat::Parquet => {
+            let path = args.output.clone().unwrap_or_default();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut sink, Arc::clone(&schema), None)
+                .map_err(|e| Error::from_parquet(&path, e))?;
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch?).map_err(|e| Error::from_parquet(&path, e))?;
+            }
+            writer.close().map_err(|e| Error::from_parquet(&path, e))?;
+        }
+    }
+    sink.flush().map_err(io)?;
+    Ok(())
+}
+
+async fn run_stats(args: StatsArgs, global: &Global, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let report = backend
+        .stats(&location, &StatsOptions { partition_filter: args.partition_filter.clone() })
+        .await?;
+    if global.json {
+        return print_json(&report);
+    }
+    for file in &report.files {
+        println!("{}  {} rows  {}", file.path, file.num_rows, human_bytes(file.size_bytes));
+    }
+    println!(
+        "{} file(s), {} rows, {}",
+        report.files.len(),
+        report.total_rows,
+        human_bytes(report.total_bytes)
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let storage = StorageOptions::parse_pairs(&cli.global.storage_options)?;
+    let backend = cli.global.engine.backend()?;
+    match cli.command {
+        Command::Write(args) => run_write(args, &cli.global, backend, &storage).await,
+        Command::Read(args) => run_read(args, backend, &storage).await,
+        Command::Stats(args) => run_stats(args, &cli.global, backend, &storage).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FSK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.global.json;
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            if json {
+                let body = serde_json::json!({"error": {"kind": err.kind(), "message": err.to_string()}});
+                eprintln!("{body}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

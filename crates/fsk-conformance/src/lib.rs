@@ -1,0 +1,167 @@
+//! `fsk-conformance`: the one behavioural suite every fsk engine passes.
+//!
+//! Each check is a `pub async fn(&dyn DatasetBackend, &Fixture)` that makes its own fresh
+//! dataset. [`run_all`] runs the whole list on local disk and on `memory://`, collects every
+//! failure, and panics with the list, so an engine's test shows all that is wrong at once.
+//! Every engine crate calls [`run_all`] once with its engine and once through
+//! `Arc<dyn DatasetBackend>` ([`run_all_arc`]).
+
+#![deny(clippy::clone_on_ref_ptr)]
+
+pub mod data;
+pub mod proptests;
+pub mod read_checks;
+pub mod write_checks;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use fsk_core::backend::DatasetBackend;
+use fsk_core::storage::Location;
+
+/// Where a check's datasets live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreUnderTest {
+    /// A fresh temporary folder on local disk.
+    Local,
+    /// A fresh `memory://` store.
+    Memory,
+}
+
+/// A fresh place for one check's datasets.
+#[derive(Debug)]
+pub struct Fixture {
+    kind: StoreUnderTest,
+    dir: tempfile::TempDir,
+    memory_name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Fixture {
+    /// A new fixture of `kind`.
+    pub fn new(kind: StoreUnderTest) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        Fixture {
+            kind,
+            dir: tempfile::tempdir().expect("temporary folder"),
+            memory_name: format!("conformance-{}-{n}", std::process::id()),
+        }
+    }
+
+    /// The kind of store.
+    pub fn kind(&self) -> StoreUnderTest {
+        self.kind
+    }
+
+    /// The URL or path of a dataset named `name` in this fixture.
+    pub fn url(&self, name: &str) -> String {
+        match self.kind {
+            StoreUnderTest::Local => self.dir.path().join(name).display().to_string(),
+            StoreUnderTest::Memory => format!("memory://{}/{name}", self.memory_name),
+        }
+    }
+
+    /// The location of a dataset named `name`.
+    pub fn location(&self, name: &str) -> Location {
+        Location::parse(&self.url(name)).expect("fixture location")
+    }
+
+    /// The local folder of the fixture (local fixtures only).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        (self.kind == StoreUnderTest::Local).then(|| self.dir.path())
+    }
+}
+
+/// A conformance check.
+pub type CheckFn = for<'a> fn(&'a dyn DatasetBackend, &'a Fixture) -> BoxFuture<'a, ()>;
+
+macro_rules! checks {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        /// Every check, by name.
+        pub fn all_checks() -> Vec<(&'static str, CheckFn)> {
+            vec![$((
+                stringify!($name),
+                (|backend, fixture| $module::$name(backend, fixture).boxed()) as CheckFn,
+            )),*]
+        }
+    };
+}
+
+checks!(
+    write_checks::write_then_read_round_trips,
+    write_checks::default_file_names_are_unique_tokens,
+    write_checks::append_keeps_existing_files,
+    write_checks::overwrite_replaces_only_parquet_data,
+    write_checks::overwrite_creates_missing_dataset,
+    write_checks::max_rows_per_file_splits_files,
+    write_checks::row_group_size_is_a_maximum,
+    write_checks::basename_template_names_files,
+    write_checks::bad_basename_template_writes_nothing,
+    write_checks::empty_input_writes_one_empty_file,
+    write_checks::codecs_are_applied,
+    write_checks::partition_by_writes_hive_folders,
+    write_checks::partition_values_are_encoded,
+    write_checks::missing_partition_column_writes_nothing,
+    write_checks::append_with_incompatible_schema_fails,
+    write_checks::append_widens_losslessly,
+    write_checks::dataset_path_that_is_a_file_fails,
+    write_checks::arrow_types_are_kept,
+    write_checks::invalid_options_are_typed_errors,
+    write_checks::locked_dataset_is_a_conflict,
+    read_checks::projection_keeps_the_given_order,
+    read_checks::unknown_column_is_named,
+    read_checks::filters_follow_sql_semantics,
+    read_checks::filter_on_partition_columns,
+    read_checks::filter_coerces_dates,
+    read_checks::malformed_filter_is_typed,
+    read_checks::limit_applies_after_filter,
+    read_checks::reads_a_single_file,
+    read_checks::missing_path_is_not_found,
+    read_checks::folder_without_data_is_typed,
+    read_checks::hidden_and_foreign_files_are_ignored,
+    read_checks::partition_types_are_inferred_or_given,
+    read_checks::stats_lists_files_and_totals,
+    read_checks::stats_partition_filter_matches_whole_values,
+    read_checks::corrupt_file_is_named,
+    read_checks::files_with_evolved_schemas_are_unified,
+    read_checks::unsupported_operations_are_typed,
+);
+
+/// Runs every check on local disk and on `memory://`; panics listing every failure.
+pub async fn run_all(backend: &dyn DatasetBackend) {
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for kind in [StoreUnderTest::Local, StoreUnderTest::Memory] {
+        for (name, check) in all_checks() {
+            let fixture = Fixture::new(kind);
+            ran += 1;
+            let outcome = AssertUnwindSafe(check(backend, &fixture)).catch_unwind().await;
+            if let Err(panic) = outcome {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".to_string());
+                failures.push(format!("{name} [{kind:?}]: {message}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} conformance checks failed on the {} engine:\n{}",
+        failures.len(),
+        backend.name(),
+        failures.join("\n")
+    );
+    eprintln!("{ran} conformance checks passed on the {} engine", backend.name());
+}
+
+/// [`run_all`] through `Arc<dyn DatasetBackend>`.
+pub async fn run_all_arc(backend: Arc<dyn DatasetBackend>) {
+    run_all(backend.as_ref()).await;
+}

@@ -1,0 +1,169 @@
+//! Property tests: write then read gives the same multiset of rows, for random schemas (nulls,
+//! nested types, decimals, zoned timestamps), random `max_rows_per_file` and partitioning.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray,
+    RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::write::WriteOptions;
+
+use crate::data::{batches, rows};
+
+/// The kinds of columns the generator picks from.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Int64,
+    Int32,
+    Float,
+    Text,
+    Bool,
+    Decimal,
+    TimestampTz,
+    List,
+    Struct,
+}
+
+fn column(kind: Kind, n: usize, seed: u64) -> ArrayRef {
+    let v = |i: usize| (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64 * 1442695040888963407) >> 33) as i64;
+    let null = |i: usize| v(i) % 7 == 0;
+    match kind {
+        Kind::Int64 => Arc::new(Int64Array::from((0..n).map(|i| (!null(i)).then(|| v(i) - (1 << 29))).collect::<Vec<_>>())),
+        Kind::Int32 => Arc::new(Int32Array::from((0..n).map(|i| (!null(i)).then(|| (v(i) % 1000) as i32)).collect::<Vec<_>>())),
+        Kind::Float => Arc::new(Float64Array::from((0..n).map(|i| (!null(i)).then(|| v(i) as f64 / 7.0)).collect::<Vec<_>>())),
+        Kind::Text => Arc::new(StringArray::from((0..n).map(|i| (!null(i)).then(|| format!("t{}", v(i) % 50))).collect::<Vec<_>>())),
+        Kind::Bool => Arc::new(BooleanArray::from((0..n).map(|i| (!null(i)).then(|| v(i) % 2 == 0)).collect::<Vec<_>>())),
+        Kind::Decimal => Arc::new(
+            Decimal128Array::from((0..n).map(|i| (!null(i)).then(|| v(i) as i128 - 1000)).collect::<Vec<_>>())
+                .with_precision_and_scale(18, 3)
+                .expect("decimal"),
+        ),
+        Kind::TimestampTz => Arc::new(
+            TimestampMicrosecondArray::from((0..n).map(|i| (!null(i)).then(|| v(i) * 1_000_000)).collect::<Vec<_>>())
+                .with_timezone("Asia/Tokyo"),
+        ),
+        Kind::List => Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+            (0..n).map(|i| (!null(i)).then(|| (0..(v(i) % 3) as usize).map(|j| Some(j as i64)).collect::<Vec<_>>())),
+        )),
+        Kind::Struct => {
+            let fields = Fields::from(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)]);
+            Arc::new(StructArray::new(
+                fields,
+                vec![column(Kind::Int64, n, seed + 1), column(Kind::Text, n, seed + 2)],
+                None,
+            ))
+        }
+    }
+}
+
+fn kind_strategy() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Int64),
+        Just(Kind::Int32),
+        Just(Kind::Float),
+        Just(Kind::Text),
+        Just(Kind::Bool),
+        Just(Kind::Decimal),
+        Just(Kind::TimestampTz),
+        Just(Kind::List),
+        Just(Kind::Struct),
+    ]
+}
+
+/// One generated case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    kinds: Vec<Kind>,
+    rows: Vec<usize>,
+    max_rows_per_file: Option<usize>,
+    partition: Option<usize>,
+    seed: u64,
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(kind_strategy(), 1..6),
+        proptest::collection::vec(0usize..40, 1..4),
+        proptest::option::of(1usize..30),
+        proptest::option::of(0usize..2),
+        any::<u64>(),
+    )
+        .prop_map(|(kinds, rows, max_rows_per_file, partition, seed)| Case { kinds, rows, max_rows_per_file, partition, seed })
+}
+
+fn build(case: &Case) -> (Vec<RecordBatch>, Option<String>) {
+    // Column 0 is always an id; a partition column (if any) is a small int or a text.
+    let mut fields = vec![Field::new("id", DataType::Int64, false)];
+    for (i, kind) in case.kinds.iter().enumerate() {
+        fields.push(Field::new(format!("c{i}"), column(*kind, 1, 0).data_type().clone(), true));
+    }
+    let partition = case.partition.map(|p| {
+        let name = format!("p{p}");
+        let data_type = if p == 0 { DataType::Int64 } else { DataType::Utf8 };
+        fields.push(Field::new(&name, data_type, true));
+        name
+    });
+    let schema = Arc::new(Schema::new(fields));
+    let mut start = 0i64;
+    let mut out = Vec::new();
+    for (b, &n) in case.rows.iter().enumerate() {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from((start..start + n as i64).collect::<Vec<_>>()))];
+        for (i, kind) in case.kinds.iter().enumerate() {
+            columns.push(column(*kind, n, case.seed ^ ((b * 31 + i) as u64)));
+        }
+        if let Some(p) = case.partition {
+            if p == 0 {
+                columns.push(Arc::new(Int64Array::from((0..n).map(|i| (i % 4 != 3).then_some((i % 3) as i64)).collect::<Vec<_>>())));
+            } else {
+                columns.push(Arc::new(StringArray::from((0..n).map(|i| (i % 5 != 4).then(|| ["a b", "c/d", "e%f"][i % 3])).collect::<Vec<_>>())));
+            }
+        }
+        start += n as i64;
+        out.push(RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch"));
+    }
+    (out, partition)
+}
+
+/// Runs `cases` random write-then-read round trips on local disk.
+pub async fn write_read_round_trip(backend: &dyn DatasetBackend, cases: u32) {
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = case_strategy();
+    let mut generated = Vec::new();
+    for _ in 0..cases {
+        generated.push(strategy.new_tree(&mut runner).expect("case").current());
+    }
+    for case in generated {
+        let dir = tempfile::tempdir().expect("dir");
+        let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string()).expect("loc");
+        let (input, partition) = build(&case);
+        let mut options = WriteOptions::default();
+        if let Some(m) = case.max_rows_per_file {
+            options = options.with_max_rows_per_file(m);
+        }
+        if let Some(p) = &partition {
+            options = options.with_partition_by([p.clone()]);
+        }
+        let names: Vec<String> = input[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+        let expected = rows(&input);
+        let total: usize = input.iter().map(|b| b.num_rows()).sum();
+        let report = backend.write(&loc, batches(input), &options).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        assert_eq!(report.total_rows as usize, total, "{case:?}");
+        if let Some(m) = case.max_rows_per_file {
+            assert!(report.files.iter().all(|f| f.row_count as usize <= m), "{case:?}");
+        }
+        let mut read = ReadOptions::default().with_columns(names);
+        if let Some(p) = &partition {
+            let t = if p == "p0" { DataType::Int64 } else { DataType::Utf8 };
+            read = read.with_partition_type(p.clone(), t);
+        }
+        let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        assert_eq!(rows(&got), expected, "{case:?}");
+    }
+}

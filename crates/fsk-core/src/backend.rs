@@ -1,0 +1,227 @@
+//! The [`DatasetBackend`] trait every engine implements, and the types that cross it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::Location;
+use crate::write::{WriteMode, WriteOptions, WrittenFile};
+
+/// A stream of record batches.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// A schema and a stream of batches of that schema: what goes into a write and comes out of a
+/// read. Nothing is materialised until the stream is polled.
+pub struct Batches {
+    schema: SchemaRef,
+    stream: BatchStream,
+}
+
+impl fmt::Debug for Batches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batches").field("schema", &self.schema).finish()
+    }
+}
+
+impl Batches {
+    /// Batches from a stream.
+    pub fn new(schema: SchemaRef, stream: BatchStream) -> Self {
+        Batches { schema, stream }
+    }
+
+    /// Batches from memory.
+    pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        Batches {
+            schema,
+            stream: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+        }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The stream.
+    pub fn into_stream(self) -> BatchStream {
+        self.stream
+    }
+
+    /// Splits into schema and stream.
+    pub fn into_parts(self) -> (SchemaRef, BatchStream) {
+        (self.schema, self.stream)
+    }
+
+    /// Collects every batch (for tests and small results).
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        self.stream.try_collect().await
+    }
+
+    /// Collects into one batch.
+    pub async fn concat(self) -> Result<RecordBatch> {
+        let schema = std::sync::Arc::clone(&self.schema);
+        let batches = self.collect().await?;
+        arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| Error::arrow("concatenating batches", e))
+    }
+}
+
+impl From<RecordBatch> for Batches {
+    fn from(batch: RecordBatch) -> Self {
+        Batches::from_batches(batch.schema(), vec![batch])
+    }
+}
+
+/// Options of a read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadOptions {
+    /// Columns to return, in this order (`None`: all, data columns then partition columns).
+    pub columns: Option<Vec<String>>,
+    /// A filter in fsk's predicate language (see [`crate::filter`]).
+    pub filter: Option<String>,
+    /// At most this many rows, applied after the filter.
+    pub limit: Option<usize>,
+    /// Types for partition columns, overriding inference.
+    pub partition_types: HashMap<String, DataType>,
+    /// Rows per batch (default 8192).
+    pub batch_size: Option<usize>,
+}
+
+impl ReadOptions {
+    /// Selects columns.
+    pub fn with_columns<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.columns = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Sets a filter.
+    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+        self.filter = Some(filter.into());
+        self
+    }
+    /// Sets a limit.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+    /// Fixes the type of a partition column.
+    pub fn with_partition_type(mut self, column: impl Into<String>, data_type: DataType) -> Self {
+        self.partition_types.insert(column.into(), data_type);
+        self
+    }
+}
+
+/// The report of a write.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReport {
+    /// Files written, paths relative to the dataset root.
+    pub files: Vec<WrittenFile>,
+    /// Rows written.
+    pub total_rows: u64,
+    /// `append` or `overwrite`.
+    pub mode: WriteMode,
+    /// The engine that ran the write.
+    pub engine: String,
+    /// Data files removed (overwrite), relative paths.
+    pub removed_files: Vec<String>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// One file of a stats report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStats {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Rows.
+    pub num_rows: u64,
+}
+
+/// The report of `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Every data file (matching the partition filter), sorted by path.
+    pub files: Vec<FileStats>,
+    /// Sum of sizes.
+    pub total_bytes: u64,
+    /// Sum of rows.
+    pub total_rows: u64,
+}
+
+/// Options of `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsOptions {
+    /// Only files under matching partitions: `col=value[/col=value...]`.
+    pub partition_filter: Option<String>,
+}
+
+/// What an engine can do. The conformance suite asserts the typed
+/// [`Error::NotSupported`] for every capability an engine lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Write datasets.
+    pub write: bool,
+    /// Read datasets with projection, filter and limit.
+    pub read: bool,
+    /// Merge by key.
+    pub merge: bool,
+    /// Compact small files.
+    pub compact: bool,
+    /// Z-order optimize.
+    pub optimize: bool,
+    /// Deduplicate a dataset.
+    pub dedup: bool,
+    /// Run SQL over a dataset.
+    pub sql: bool,
+}
+
+/// An engine: moves data for fsk's operations. The core plans and commits; the engine reads,
+/// filters, joins, sorts and writes.
+///
+/// Operations an engine does not support keep the default body, which fails with
+/// [`Error::NotSupported`].
+#[async_trait]
+pub trait DatasetBackend: Send + Sync + fmt::Debug {
+    /// The engine's name (`arrow`, `duckdb`, `datafusion`).
+    fn name(&self) -> &'static str;
+
+    /// What the engine supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Writes `input` as a dataset at `location`.
+    async fn write(
+        &self,
+        location: &Location,
+        input: Batches,
+        options: &WriteOptions,
+    ) -> Result<WriteReport>;
+
+    /// Reads a dataset (or one file) as a stream of batches.
+    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches>;
+
+    /// Lists data files with sizes and row counts from the footers.
+    async fn stats(&self, location: &Location, options: &StatsOptions) -> Result<StatsReport> {
+        crate::ops::stats(location, options).await
+    }
+
+    /// Runs a SQL query over the dataset registered as table `dataset`.
+    async fn sql(&self, _location: &Location, _query: &str) -> Result<Batches> {
+        Err(self.not_supported("sql"))
+    }
+
+    /// The typed error for an unsupported operation.
+    fn not_supported(&self, operation: &str) -> Error {
+        Error::NotSupported {
+            engine: self.name().to_string(),
+            operation: operation.to_string(),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The one error type of fsk.
+//!
+//! Variants separate what the user can cause (a bad argument, a missing path, a schema that
+//! does not fit, a null key, a corrupt file, a held lock) from faults of the environment
+//! (storage) and from bugs ([`Error::Internal`]). Every variant that a user can cause names the
+//! path, column or value at fault in its message.
+
+use std::fmt;
+
+/// A boxed foreign error, kept as the `source` of a variant.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with fsk's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in fsk.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A path (dataset, file or source) does not exist.
+    #[error("not found: {path}")]
+    NotFound {
+        /// The path that does not exist.
+        path: String,
+    },
+
+    /// The dataset holds no parquet data file matching the criteria.
+    #[error("no parquet files found under {path} ({criteria})")]
+    NoDataFiles {
+        /// The dataset root.
+        path: String,
+        /// What was searched for, for example `partition_filter=day=2025-01-01`.
+        criteria: String,
+    },
+
+    /// The dataset path names an existing file where a folder is needed.
+    #[error("dataset path {path} is an existing file, not a directory")]
+    NotADirectory {
+        /// The offending path.
+        path: String,
+    },
+
+    /// The storage refused access; the original error is kept as `source`.
+    #[error("permission denied at {path}: {source}")]
+    PermissionDenied {
+        /// The path that could not be accessed.
+        path: String,
+        /// The original error from the store.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A bad argument: its name, the value given and what was expected.
+    #[error("invalid {name} {value:?}: {message}")]
+    InvalidArgument {
+        /// The argument, for example `mode` or `max_rows_per_file`.
+        name: String,
+        /// The value that was given.
+        value: String,
+        /// What is accepted.
+        message: String,
+    },
+
+    /// A column named by the caller does not exist.
+    #[error("column {column:?} not found in {context}; available columns: {available}")]
+    ColumnNotFound {
+        /// The missing column.
+        column: String,
+        /// Where it was looked for (`dataset`, `source`, `filter`, ...).
+        context: String,
+        /// The columns that exist, comma-separated.
+        available: String,
+    },
+
+    /// Two schemas do not fit together (beyond lossless promotion).
+    #[error("schema mismatch: {message}")]
+    SchemaMismatch {
+        /// Names the columns and types at fault.
+        message: String,
+        /// The columns at fault.
+        columns: Vec<String>,
+    },
+
+    /// A filter expression could not be parsed or bound to the schema.
+    #[error("invalid filter {filter:?}: {message}")]
+    InvalidFilter {
+        /// The filter text as given.
+        filter: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A key column holds nulls.
+    #[error(
+        "null value in key column {column:?} of the {side}; key columns must not be null \
+         (filter or fill the nulls first)"
+    )]
+    NullKey {
+        /// The key column.
+        column: String,
+        /// `source` or `target`.
+        side: String,
+    },
+
+    /// A file is not readable parquet.
+    #[error("corrupt or unreadable parquet file {path}: {message}")]
+    CorruptFile {
+        /// The file.
+        path: String,
+        /// What the parquet reader said.
+        message: String,
+    },
+
+    /// The chosen engine does not implement an operation.
+    #[error("operation {operation} is not supported by the {engine} engine")]
+    NotSupported {
+        /// The engine name.
+        engine: String,
+        /// The operation.
+        operation: String,
+    },
+
+    /// Another writer holds the dataset's lease.
+    #[error("conflict: dataset {path} is locked by another writer ({holder})")]
+    Conflict {
+        /// The dataset root.
+        path: String,
+        /// Who holds the lock: owner, operation and expiry.
+        holder: String,
+    },
+
+    /// A storage operation failed.
+    #[error("storage error at {path}: {source}")]
+    Storage {
+        /// The path involved.
+        path: String,
+        /// The object store error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    /// A parquet read or write failed on a file that is otherwise valid.
+    #[error("parquet error at {path}: {source}")]
+    Parquet {
+        /// The file.
+        path: String,
+        /// The parquet error.
+        #[source]
+        source: Box<parquet::errors::ParquetError>,
+    },
+
+    /// An Arrow compute or conversion failed.
+    #[error("arrow error while {context}: {source}")]
+    Arrow {
+        /// What was being done.
+        context: String,
+        /// The arrow error.
+        #[source]
+        source: Box<arrow::error::ArrowError>,
+    },
+
+    /// Reading a source file (CSV, JSON) failed.
+    #[error("cannot read source {path}: {message}")]
+    Source {
+        /// The source path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// An engine reported an error.
+    #[error("{engine} engine error: {message}")]
+    Engine {
+        /// The engine name.
+        engine: String,
+        /// The engine's message.
+        message: String,
+    },
+
+    /// A local I/O error.
+    #[error("i/o error at {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bug in fsk: please report it.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(source: arrow::error::ArrowError) -> Self {
+        Error::arrow("processing arrow data", source)
+    }
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `name` with value `value`.
+    pub fn invalid_argument(
+        name: impl Into<String>,
+        value: impl fmt::Display,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidArgument {
+            name: name.into(),
+            value: value.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Arrow`] with context.
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// An [`Error::ColumnNotFound`] listing the available columns of `schema`.
+    pub fn column_not_found(
+        column: impl Into<String>,
+        context: impl Into<String>,
+        schema: &arrow::datatypes::Schema,
+    ) -> Self {
+        let available = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Error::ColumnNotFound {
+            column: column.into(),
+            context: context.into(),
+            available,
+        }
+    }
+
+    /// Map an object store error at `path` to the matching variant
+    /// ([`Error::NotFound`], [`Error::PermissionDenied`] or [`Error::Storage`]).
+    pub fn from_store(path: impl Into<String>, err: object_store::Error) -> Self {
+        let path = path.into();
+        match err {
+            object_store::Error::NotFound { .. } => Error::NotFound { path },
+            object_store::Error::PermissionDenied { source, .. }
+            | object_store::Error::Unauthenticated { source, .. } => {
+                Error::PermissionDenied { path, source }
+            }
+            other => Error::Storage {
+                path,
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// Map a parquet error on `path`: decoding failures become [`Error::CorruptFile`].
+    pub fn from_parquet(path: impl Into<String>, err: parquet::errors::ParquetError) -> Self {
+        use parquet::errors::ParquetError;
+        let path = path.into();
+        match err {
+            ParquetError::General(_) | ParquetError::EOF(_) | ParquetError::NeedMoreData(_) => {
+                Error::CorruptFile {
+                    path,
+                    message: err.to_string(),
+                }
+            }
+            ParquetError::External(e) => match e.downcast::<object_store::Error>() {
+                Ok(store) => Error::from_store(path, *store),
+                Err(e) => Error::Parquet {
+                    path,
+                    source: Box::new(ParquetError::External(e)),
+                },
+            },
+            other => Error::Parquet {
+                path,
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// A stable short name for the variant, used by the CLI's JSON errors and by tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::NoDataFiles { .. } => "no_data_files",
+            Error::NotADirectory { .. } => "not_a_directory",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::ColumnNotFound { .. } => "column_not_found",
+            Error::SchemaMismatch { .. } => "schema_mismatch",
+            Error::InvalidFilter { .. } => "invalid_filter",
+            Error::NullKey { .. } => "null_key",
+            Error::CorruptFile { .. } => "corrupt_file",
+            Error::NotSupported { .. } => "not_supported",
+            Error::Conflict { .. } => "conflict",
+            Error::Storage { .. } => "storage",
+            Error::Parquet { .. } => "parquet",
+            Error::Arrow { .. } => "arrow",
+            Error::Source { .. } => "source",
+            Error::Engine { .. } => "engine",
+            Error::Io { .. } => "io",
+            Error::Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Parquet footers: rows, row groups, schema, merged per-column statistics, codecs and bloom
+//! filter presence. Footers are read concurrently and once per operation; the parsed
+//! [`ArrowReaderMetadata`] is kept so readers never fetch a footer again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt64Array};
+use arrow::datatypes::SchemaRef;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+
+use crate::error::{Error, Result};
+use crate::listing::DataFile;
+use crate::stats_types::ColumnStats;
+use crate::storage::Location;
+use crate::value::ScalarValue;
+
+/// How many footers are fetched at once.
+pub const FOOTER_CONCURRENCY: usize = 32;
+
+/// The footer of one data file.
+#[derive(Clone, Debug)]
+pub struct FileMeta {
+    /// The file.
+    pub file: DataFile,
+    /// Rows in the file.
+    pub num_rows: u64,
+    /// Row groups in the file.
+    pub num_row_groups: usize,
+    /// The file's Arrow schema (without partition columns).
+    pub schema: SchemaRef,
+    /// Per top-level column statistics merged across row groups.
+    pub column_stats: HashMap<String, ColumnStats>,
+    /// Compression codecs used by the file's column chunks.
+    pub codecs: BTreeSet<String>,
+    /// Top-level columns with a bloom filter in every row group.
+    pub bloom_filter_columns: BTreeSet<String>,
+    /// The parsed footer, for readers.
+    pub reader_metadata: ArrowReaderMetadata,
+}
+
+impl FileMeta {
+    /// The parquet metadata.
+    pub fn metadata(&self) -> &Arc<ParquetMetaData> {
+        self.reader_metadata.metadata()
+    }
+}
+
+/// A reader for `file` that knows its size (no HEAD request).
+pub fn object_reader(location: &Location, file: &DataFile) -> ParquetObjectReader {
+    ParquetObjectReader::new(Arc::clone(location.store()), file.path.clone())
+        .with_file_size(file.size)
+}
+
+/// Reads one file's footer.
+pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta> {
+    let describe = location.describe(&file.path);
+    let mut reader = object_reader(location, &file);
+    let options = ArrowReaderOptions::new().with_page_index(false);
+    let reader_metadata = ArrowReaderMetadata::load_async(&mut reader, options)
+        .await
+        .map_err(|e| Error::from_parquet(&describe, e))?;
+    let metadata = Arc::clone(reader_metadata.metadata());
+    let schema = Arc::clone(reader_metadata.schema());
+    let num_rows = metadata.file_metadata().num_rows().max(0) as u64;
+    let row_groups = metadata.row_groups();
+    let mut column_stats = HashMap::new();
+    for field in schema.fields() {
+        if let Some(stats) = merged_stats(field.name(), &schema, &metadata, num_rows)
+            .map_err(|e| Error::from_parquet(&describe, e))?
+        {
+            column_stats.insert(field.name().clone(), stats);
+        }
+    }
+    let mut codecs = BTreeSet::new();
+    for rg in row_groups {
+        for col in rg.columns() {
+            codecs.insert(format!("{:?}", col.compression()).to_lowercase());
+        }
+    }
+    let mut bloom_filter_columns = BTreeSet::new();
+    if !row_groups.is_empty() {
+        let descr = metadata.file_metadata().schema_descr();
+        for (index, column) in descr.columns().iter().enumerate() {
+            let top = column.path().parts()[0].clone();
+            if row_groups
+                .iter()
+                .all(|rg| rg.column(index).bloom_filter_offset().is_some())
+            {
+                bloom_filter_columns.insert(top);
+            }
+        }
+    }
+    Ok(FileMeta {
+        num_rows,
+        num_row_groups: row_groups.len(),
+        schema,
+        column_stats,
+        codecs,
+        bloom_filter_columns,
+        reader_metadata,
+        file,
+    })
+}
+
+/// Reads the footers of `files` concurrently, in order.
+pub async fn read_footers(location: &Location, files: Vec<DataFile>) -> Result<Vec<FileMeta>> {
+    futures::stream::iter(files)
+        .map(|file| read_footer(location, file))
+        .buffered(FOOTER_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Statistics of one row group's columns, for row-group pruning.
+pub fn row_group_stats(
+    meta: &FileMeta,
+    row_group: usize,
+    columns: &BTreeSet<String>,
+) -> HashMap<String, ColumnStats> {
+    let metadata = meta.metadata();
+    let rg = &metadata.row_groups()[row_group];
+    let rows = rg.num_rows().max(0) as u64;
+    let mut out = HashMap::new();
+    for column in columns {
+        if meta.schema.field_with_name(column).is_err() {
+            continue;
+        }
+        if let Ok(Some(stats)) = stats_over(
+            column,
+            &meta.schema,
+            metadata.file_metadata().schema_descr(),
+            std::iter::once(rg),
+            rows,
+        ) {
+            out.insert(column.clone(), stats);
+        }
+    }
+    out
+}
+
+fn merged_stats(
+    column: &str,
+    schema: &SchemaRef,
+    metadata: &ParquetMetaData,
+    num_rows: u64,
+) -> parquet::errors::Result<Option<ColumnStats>> {
+    stats_over(
+        column,
+        schema,
+        metadata.file_metadata().schema_descr(),
+        metadata.row_groups().iter(),
+        num_rows,
+    )
+}
+
+fn stats_over<'a, I>(
+    column: &str,
+    schema: &SchemaRef,
+    descr: &parquet::schema::types::SchemaDescriptor,
+    row_groups: I,
+    num_rows: u64,
+) -> parquet::errors::Result<Option<ColumnStats>>
+where
+    I: Iterator<Item = &'a RowGroupMetaData> + Clone,
+{
+    let converter = match StatisticsConverter::try_new(column, schema, descr) {
+        Ok(c) => c,
+        // Nested or unsupported columns simply have no statistics.
+        Err(_) => return Ok(None),
+    };
+    if converter.parquet_column_index().is_none() {
+        return Ok(None);
+    }
+    let rg_rows: Vec<u64> = row_groups
+        .clone()
+        .map(|rg| rg.num_rows().max(0) as u64)
+        .collect();
+    let mins = converter.row_group_mins(row_groups.clone())?;
+    let maxes = converter.row_group_maxes(row_groups.clone())?;
+    let nulls = converter.row_group_null_counts(row_groups.clone())?;
+    let min_exact = converter.row_group_is_min_value_exact(row_groups.clone())?;
+    let max_exact = converter.row_group_is_max_value_exact(row_groups)?;
+    let null_count = total_nulls(&nulls);
+    let (min, min_ok) = extreme(&mins, &nulls, &rg_rows, &min_exact, true);
+    let (max, max_ok) = extreme(&maxes, &nulls, &rg_rows, &max_exact, false);
+    Ok(Some(ColumnStats {
+        min,
+        max,
+        min_exact: min_ok,
+        max_exact: max_ok,
+        null_count,
+        row_count: num_rows,
+    }))
+}
+
+fn total_nulls(nulls: &UInt64Array) -> Option<u64> {
+    if nulls.null_count() > 0 {
+        return None;
+    }
+    Some(nulls.values().iter().sum())
+}
+
+/// The smallest (or largest) bound across row groups. A row group with rows that are not all
+/// null but no bound makes the bound unknown. Returns the bound and whether it is exact.
+fn extreme(
+    values: &ArrayRef,
+    nulls: &UInt64Array,
+    rows: &[u64],
+    exact: &BooleanArray,
+    smallest: bool,
+) -> (Option<ScalarValue>, bool) {
+    let mut best: Option<usize> = None;
+    let mut all_exact = true;
+    let Ok(cmp) = arrow::array::make_comparator(
+        values.as_ref(),
+        values.as_ref(),
+        arrow::compute::SortOptions::default(),
+    ) else {
+        return (None, false);
+    };
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            let all_null = nulls.is_valid(i) && nulls.value(i) == rows[i];
+            if all_null {
+                continue;
+            }
+            return (None, false);
+        }
+        if !(exact.is_valid(i) && exact.value(i)) {
+            all_exact = false;
+        }
+        best = match best {
+            None => Some(i),
+            Some(b) => {
+                let ord = cmp(i, b);
+                let better = if smallest { ord.is_lt() } else { ord.is_gt() };
+                Some(if better { i } else { b })
+            }
+        };
+    }
+    match best {
+        Some(i) => (Some(ScalarValue::from_array(values.as_ref(), i)), all_exact),
+        None => (None, false),
+    }
+}

@@ -1,0 +1,139 @@
+//! Operations shared by every engine: the write pipeline and `stats`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use crate::backend::{Batches, FileStats, StatsOptions, StatsReport, WriteReport};
+use crate::commit::Transaction;
+use crate::error::{Error, Result};
+use crate::footer::{read_footer, read_footers};
+use crate::listing::{self, Listing, filter_partitions};
+use crate::schema::{check_fits, conform_batch};
+use crate::storage::Location;
+use crate::write::{DatasetWriter, WriteMode, WriteOptions, WrittenFile};
+
+/// Fails with [`Error::NotADirectory`] when the dataset path is an existing file.
+pub async fn ensure_dataset_path(location: &Location) -> Result<Listing> {
+    let listing = listing::list(location).await?;
+    if let Listing::File(_) = listing {
+        return Err(Error::NotADirectory {
+            path: location.to_string(),
+        });
+    }
+    Ok(listing)
+}
+
+/// Writes `input` into the dataset through the commit protocol with the shared writer.
+/// `engine` names the engine in the report.
+pub async fn write_dataset(
+    engine: &str,
+    location: &Location,
+    input: Batches,
+    options: &WriteOptions,
+) -> Result<WriteReport> {
+    let started = Instant::now();
+    options.validate()?;
+    let (input_schema, mut stream) = input.into_parts();
+    let file_schema = options.file_schema(&input_schema)?;
+    ensure_dataset_path(location).await?;
+    let mut tx = Transaction::begin(location, "write", None).await?;
+    let result = async {
+        // Listed under the lease, so nothing changes between this listing and the commit.
+        let existing = match listing::list(location).await? {
+            Listing::Dataset(files) => files,
+            _ => Vec::new(),
+        };
+        // Appends must fit the dataset's schema; the dataset's types never change.
+        let mut target_schema = Arc::clone(&file_schema);
+        if options.mode == WriteMode::Append
+            && let Some(first) = existing.first()
+        {
+            let meta = read_footer(location, first.clone()).await?;
+            check_fits(&file_schema, &meta.schema, "append")?;
+            target_schema = Arc::clone(&meta.schema);
+        }
+        let writer_schema = if options.partition_by.is_empty() {
+            Arc::clone(&target_schema)
+        } else {
+            // Keep partition columns (as given) alongside the dataset's file columns.
+            let mut fields: Vec<_> = target_schema.fields().iter().cloned().collect();
+            for column in &options.partition_by {
+                let field = input_schema.field_with_name(column).expect("checked");
+                fields.push(Arc::new(field.clone()));
+            }
+            Arc::new(arrow::datatypes::Schema::new(fields))
+        };
+        let mut writer = DatasetWriter::new(&mut tx, Arc::clone(&writer_schema), options.clone())?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let batch = conform_batch(&batch, &writer_schema)?;
+            writer.write(&batch).await?;
+        }
+        writer.finish().await?;
+        let mut removed = Vec::new();
+        if options.mode == WriteMode::Overwrite {
+            for file in existing {
+                removed.push(file.relative.clone());
+                tx.remove(file.relative);
+            }
+        }
+        Ok::<_, Error>(removed)
+    }
+    .await;
+    let removed = match result {
+        Ok(removed) => removed,
+        Err(e) => {
+            tx.abort().await;
+            return Err(e);
+        }
+    };
+    let published = tx.commit().await?;
+    let files: Vec<WrittenFile> = published
+        .into_iter()
+        .map(|p| WrittenFile {
+            path: p.path,
+            row_count: p.row_count,
+            size_bytes: p.size_bytes,
+        })
+        .collect();
+    Ok(WriteReport {
+        total_rows: files.iter().map(|f| f.row_count).sum(),
+        files,
+        mode: options.mode,
+        engine: engine.to_string(),
+        removed_files: removed,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Files with sizes and row counts (from the footers, read concurrently).
+pub async fn stats(location: &Location, options: &StatsOptions) -> Result<StatsReport> {
+    let mut files = listing::data_files(location).await?;
+    let mut criteria = "*.parquet, ignoring names starting with _ or .".to_string();
+    if let Some(filter) = &options.partition_filter {
+        files = filter_partitions(files, filter)?;
+        criteria = format!("{criteria}, partition_filter={filter}");
+    }
+    if files.is_empty() {
+        return Err(Error::NoDataFiles {
+            path: location.to_string(),
+            criteria,
+        });
+    }
+    let metas = read_footers(location, files).await?;
+    let files: Vec<FileStats> = metas
+        .iter()
+        .map(|m| FileStats {
+            path: m.file.relative.clone(),
+            size_bytes: m.file.size,
+            num_rows: m.num_rows,
+        })
+        .collect();
+    Ok(StatsReport {
+        total_bytes: files.iter().map(|f| f.size_bytes).sum(),
+        total_rows: files.iter().map(|f| f.num_rows).sum(),
+        files,
+    })
+}

@@ -1,0 +1,460 @@
+//! Where a dataset lives: a root URL resolved to an [`ObjectStore`] and a prefix in it.
+//!
+//! Plain paths and `file://` URLs use object_store's local file system, `memory://NAME` an
+//! in-memory store shared by every handle in the process that names the same `NAME`, and
+//! `s3://`, `gs://` and `az://` (also `abfs://`, `abfss://`, `azure://`) the cloud builders,
+//! configured from the usual environment variables and then from explicit options.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Component, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Explicit storage options (`--storage-option key=value`), applied after the environment.
+///
+/// Keys are object_store's configuration keys for the store's kind, for example
+/// `aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_allow_http`,
+/// `google_service_account`, `azure_storage_account_name`. Short forms without the prefix
+/// (`endpoint`, `region`, `allow_http`) are accepted as object_store accepts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageOptions {
+    options: BTreeMap<String, String>,
+}
+
+impl StorageOptions {
+    /// No explicit options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one option.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// Parses `KEY=VALUE` pairs, as given on the command line.
+    pub fn parse_pairs<I, S>(pairs: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut options = Self::new();
+        for pair in pairs {
+            let pair = pair.as_ref();
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(Error::invalid_argument(
+                    "storage option",
+                    pair,
+                    "expected KEY=VALUE",
+                ));
+            };
+            if key.trim().is_empty() {
+                return Err(Error::invalid_argument(
+                    "storage option",
+                    pair,
+                    "the key is empty",
+                ));
+            }
+            options
+                .options
+                .insert(key.trim().to_string(), value.to_string());
+        }
+        Ok(options)
+    }
+
+    /// The options as key/value pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.options.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether there are no options.
+    pub fn is_empty(&self) -> bool {
+        self.options.is_empty()
+    }
+}
+
+/// The kind of store behind a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Local file system.
+    Local,
+    /// Process-wide in-memory store.
+    Memory,
+    /// Amazon S3 or an S3-compatible server.
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
+}
+
+/// A dataset root: the store, the prefix inside it and the URL the user gave.
+#[derive(Clone)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+    kind: StoreKind,
+    local_root: Option<PathBuf>,
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Location")
+            .field("display", &self.display)
+            .field("root", &self.root)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Makes `path` absolute and removes `.` and `..` without touching the file system (the path
+/// may not exist yet).
+fn absolutize(path: &std::path::Path) -> Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .join(path)
+    };
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    Ok(out)
+}
+
+impl Location {
+    /// Resolves a path or URL with the environment's credentials and no explicit options.
+    pub fn parse(location: &str) -> Result<Self> {
+        Self::parse_with_options(location, &StorageOptions::default())
+    }
+
+    /// Resolves a path or URL. Explicit `options` override the environment.
+    pub fn parse_with_options(location: &str, options: &StorageOptions) -> Result<Self> {
+        let trimmed = location.trim();
+        if trimmed.is_empty() {
+            return Err(Error::invalid_argument(
+                "dataset path",
+                location,
+                "the path is empty",
+            ));
+        }
+        let url = match Url::parse(trimmed) {
+            // A one-letter scheme is a Windows drive, not a URL.
+            Ok(url) if url.scheme().len() > 1 => Some(url),
+            _ => None,
+        };
+        let Some(url) = url else {
+            return Self::local(PathBuf::from(trimmed), options);
+        };
+        match url.scheme() {
+            "file" => {
+                let path = url.to_file_path().map_err(|()| {
+                    Error::invalid_argument("dataset path", location, "not a valid file:// URL")
+                })?;
+                Self::local(path, options)
+            }
+            "memory" => {
+                reject_options(options, "memory://")?;
+                let name = url.host_str().unwrap_or_default().to_string();
+                let store = Arc::clone(
+                    memory_stores()
+                        .lock()
+                        .map_err(|_| Error::Internal("memory store registry poisoned".into()))?
+                        .entry(name)
+                        .or_insert_with(|| Arc::new(InMemory::new())),
+                );
+                let root = url_path(&url, location)?;
+                Ok(Location {
+                    store,
+                    root,
+                    display: trimmed.trim_end_matches('/').to_string(),
+                    kind: StoreKind::Memory,
+                    local_root: None,
+                })
+            }
+            "s3" | "s3a" => {
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+                for (key, value) in options.iter() {
+                    let config = object_store::aws::AmazonS3ConfigKey::from_str(key)
+                        .map_err(|_| unknown_option(key, "s3"))?;
+                    builder = builder.with_config(config, value);
+                }
+                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                Self::remote(Arc::new(store), &url, location, StoreKind::S3)
+            }
+            "gs" => {
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str());
+                for (key, value) in options.iter() {
+                    let config = object_store::gcp::GoogleConfigKey::from_str(key)
+                        .map_err(|_| unknown_option(key, "gs"))?;
+                    builder = builder.with_config(config, value);
+                }
+                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                Self::remote(Arc::new(store), &url, location, StoreKind::Gcs)
+            }
+            "az" | "azure" | "abfs" | "abfss" | "adl" => {
+                let mut builder =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                for (key, value) in options.iter() {
+                    let config = object_store::azure::AzureConfigKey::from_str(key)
+                        .map_err(|_| unknown_option(key, "az"))?;
+                    builder = builder.with_config(config, value);
+                }
+                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                Self::remote(Arc::new(store), &url, location, StoreKind::Azure)
+            }
+            other => Err(Error::invalid_argument(
+                "dataset path",
+                location,
+                format!(
+                    "unsupported URL scheme {other:?}; use a local path, file://, memory://, \
+                     s3://, gs:// or az://"
+                ),
+            )),
+        }
+    }
+
+    fn local(path: PathBuf, options: &StorageOptions) -> Result<Self> {
+        reject_options(options, "local paths")?;
+        let absolute = absolutize(&path)?;
+        let root = Path::from_absolute_path(&absolute).map_err(|e| {
+            Error::invalid_argument("dataset path", absolute.display(), e.to_string())
+        })?;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        Ok(Location {
+            store,
+            root,
+            display: absolute.display().to_string(),
+            kind: StoreKind::Local,
+            local_root: Some(absolute),
+        })
+    }
+
+    fn remote(
+        store: Arc<dyn ObjectStore>,
+        url: &Url,
+        location: &str,
+        kind: StoreKind,
+    ) -> Result<Self> {
+        let root = url_path(url, location)?;
+        Ok(Location {
+            store,
+            root,
+            display: location.trim().trim_end_matches('/').to_string(),
+            kind,
+            local_root: None,
+        })
+    }
+
+    /// A location on an explicit store (for tests and embedding, e.g. a wrapping store that
+    /// counts or fails requests).
+    pub fn from_store(store: Arc<dyn ObjectStore>, root: Path, display: impl Into<String>) -> Self {
+        Location {
+            store,
+            root,
+            display: display.into(),
+            kind: StoreKind::Memory,
+            local_root: None,
+        }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The dataset's prefix in the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The kind of store.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// The root folder on local disk, for local datasets.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    /// The full store path of `relative` (a `/`-separated path of segment names under the
+    /// root, each segment as it should appear on disk).
+    pub fn child(&self, relative: &str) -> Path {
+        let mut path = self.root.clone();
+        for segment in relative.split('/').filter(|s| !s.is_empty()) {
+            path = path.child(segment);
+        }
+        path
+    }
+
+    /// The `/`-separated path of `path` relative to the root, with segment names as they
+    /// appear on disk (`None` when `path` is not under the root).
+    pub fn relative(&self, path: &Path) -> Option<String> {
+        let parts: Vec<_> = path.prefix_match(&self.root)?.collect();
+        Some(
+            parts
+                .iter()
+                .map(|part| segment_name(part.as_ref()))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    }
+
+    /// The user-facing name of a path: the root as given plus the relative path.
+    pub fn describe(&self, path: &Path) -> String {
+        match self.relative(path) {
+            Some(rel) if rel.is_empty() => self.display.clone(),
+            Some(rel) => format!("{}/{}", self.display, rel),
+            None => path.to_string(),
+        }
+    }
+}
+
+/// The name of one path segment as it appears on disk: object_store keeps segments
+/// percent-encoded for characters it reserves, so decode them once.
+pub fn segment_name(encoded: &str) -> String {
+    percent_decode_str(encoded).decode_utf8_lossy().into_owned()
+}
+
+fn url_path(url: &Url, location: &str) -> Result<Path> {
+    Path::from_url_path(url.path())
+        .map_err(|e| Error::invalid_argument("dataset path", location, e.to_string()))
+}
+
+fn reject_options(options: &StorageOptions, what: &str) -> Result<()> {
+    match options.iter().next() {
+        Some((key, _)) => Err(Error::invalid_argument(
+            "storage option",
+            key,
+            format!("storage options do not apply to {what}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn unknown_option(key: &str, scheme: &str) -> Error {
+    Error::invalid_argument(
+        "storage option",
+        key,
+        format!("not a known configuration key for {scheme}:// stores"),
+    )
+}
+
+fn store_config_error(location: &str, err: object_store::Error) -> Error {
+    Error::invalid_argument(
+        "storage configuration",
+        location,
+        format!("cannot configure the store: {err}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_are_absolute_and_normalised() {
+        let loc = Location::parse("/tmp/a/../b/./c").unwrap();
+        assert_eq!(loc.kind(), StoreKind::Local);
+        assert_eq!(loc.local_root().unwrap(), std::path::Path::new("/tmp/b/c"));
+        assert_eq!(loc.root().as_ref(), "tmp/b/c");
+        let file = Location::parse("file:///tmp/x").unwrap();
+        assert_eq!(file.root().as_ref(), "tmp/x");
+    }
+
+    #[test]
+    fn memory_urls_share_a_store_by_name() {
+        let a = Location::parse("memory://shared-test/ds").unwrap();
+        let b = Location::parse("memory://shared-test/other").unwrap();
+        assert!(Arc::ptr_eq(a.store(), b.store()));
+        let c = Location::parse("memory://another/ds").unwrap();
+        assert!(!Arc::ptr_eq(a.store(), c.store()));
+        assert_eq!(a.root().as_ref(), "ds");
+    }
+
+    #[test]
+    fn relative_paths_decode_segments() {
+        let loc = Location::parse("memory://rel/ds").unwrap();
+        let child = loc.child("city=New%20York/part-1.parquet");
+        assert_eq!(
+            loc.relative(&child).unwrap(),
+            "city=New%20York/part-1.parquet"
+        );
+    }
+
+    #[test]
+    fn s3_options_are_parsed_and_unknown_keys_rejected() {
+        let options = StorageOptions::parse_pairs([
+            "aws_endpoint=http://127.0.0.1:9",
+            "aws_region=us-east-1",
+            "aws_access_key_id=x",
+            "aws_secret_access_key=y",
+            "aws_allow_http=true",
+        ])
+        .unwrap();
+        let loc = Location::parse_with_options("s3://bucket/prefix/ds", &options).unwrap();
+        assert_eq!(loc.kind(), StoreKind::S3);
+        assert_eq!(loc.root().as_ref(), "prefix/ds");
+        let bad = StorageOptions::parse_pairs(["no_such_key=1"]).unwrap();
+        let err = Location::parse_with_options("s3://bucket/ds", &bad).unwrap_err();
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+        assert!(StorageOptions::parse_pairs(["novalue"]).is_err());
+    }
+
+    #[test]
+    fn gcs_and_azure_urls_resolve() {
+        let options = StorageOptions::new().with("google_service_account_key", "{}");
+        // Building may fail on the fake key, but never with an unknown-option error.
+        if let Err(err) = Location::parse_with_options("gs://bucket/ds", &options) {
+            assert!(!err.to_string().contains("not a known configuration key"), "{err}");
+        }
+        let options = StorageOptions::new()
+            .with("azure_storage_account_name", "acct")
+            .with("azure_storage_account_key", "a2V5");
+        let loc = Location::parse_with_options("az://container/ds", &options).unwrap();
+        assert_eq!(loc.kind(), StoreKind::Azure);
+        assert_eq!(loc.root().as_ref(), "ds");
+    }
+
+    #[test]
+    fn unsupported_scheme_is_named() {
+        let err = Location::parse("ftp://host/x").unwrap_err();
+        assert!(err.to_string().contains("ftp"), "{err}");
+    }
+}

@@ -1,0 +1,182 @@
+//! `fsk-duckdb`: the fsk engine on DuckDB (bundled, no extensions).
+//!
+//! Data crosses into DuckDB as Arrow: the core's pruned, projected scan streams batches, each
+//! is appended to a temporary in-memory table, and DuckDB evaluates the filter in SQL. Nothing
+//! depends on DuckDB extensions (they cannot be downloaded behind firewalls), so datasets on
+//! any object store work the same. Writes go through the shared writer and commit protocol.
+
+#![deny(clippy::clone_on_ref_ptr)]
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use duckdb::Connection;
+use futures::StreamExt;
+
+use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport};
+use fsk_core::error::{Error, Result};
+use fsk_core::scan::{limit_stream, plan_scan, project_to};
+use fsk_core::schema::cast_by_position;
+use fsk_core::storage::Location;
+use fsk_core::write::WriteOptions;
+
+const ENGINE: &str = "duckdb";
+
+/// The DuckDB engine.
+#[derive(Clone, Debug, Default)]
+pub struct DuckDbBackend {
+    _private: (),
+}
+
+impl DuckDbBackend {
+    /// A new engine. Each operation opens its own in-memory DuckDB database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn engine_error(context: &str, err: impl std::fmt::Display) -> Error {
+    Error::Engine {
+        engine: ENGINE.to_string(),
+        message: format!("{context}: {err}"),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A DuckDB connection holding one staging table for scan batches.
+struct FilterSession {
+    conn: Connection,
+    select: String,
+}
+
+impl FilterSession {
+    fn open(scan_schema: &SchemaRef, output_schema: &SchemaRef, predicate_sql: &str) -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
+        conn.register_table_function::<duckdb::vtab::ArrowVTab>("arrow")
+            .map_err(|e| engine_error("registering the arrow table function", e))?;
+        // The table takes its column types from an empty batch of the scan schema.
+        let empty = RecordBatch::new_empty(Arc::clone(scan_schema));
+        let params = duckdb::vtab::arrow_recordbatch_to_query_params(empty);
+        conn.execute("CREATE TEMP TABLE scan AS SELECT * FROM arrow(?, ?) LIMIT 0", params)
+            .map_err(|e| engine_error("creating the scan table", e))?;
+        let columns = output_schema
+            .fields()
+            .iter()
+            .map(|f| quote_ident(f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let columns = if columns.is_empty() { "NULL AS __none".to_string() } else { columns };
+        Ok(FilterSession {
+            conn,
+            select: format!("SELECT {columns} FROM scan WHERE {predicate_sql}"),
+        })
+    }
+
+    fn filter(&mut self, batch: RecordBatch, output_schema: &SchemaRef) -> Result<RecordBatch> {
+        self.conn
+            .execute_batch("DELETE FROM scan")
+            .map_err(|e| engine_error("clearing the scan table", e))?;
+        {
+            let mut appender = self
+                .conn
+                .appender("scan")
+                .map_err(|e| engine_error("opening the appender", e))?;
+            appender
+                .append_record_batch(batch)
+                .map_err(|e| engine_error("appending a batch", e))?;
+            appender.flush().map_err(|e| engine_error("flushing the appender", e))?;
+        }
+        let mut statement = self
+            .conn
+            .prepare(&self.select)
+            .map_err(|e| engine_error(&format!("preparing {}", self.select), e))?;
+        let results: Vec<RecordBatch> = statement
+            .query_arrow([])
+            .map_err(|e| engine_error(&format!("running {}", self.select), e))?
+            .collect();
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            out.push(cast_by_position(&result, output_schema)?);
+        }
+        arrow::compute::concat_batches(output_schema, &out)
+            .map_err(|e| Error::arrow("concatenating DuckDB results", e))
+    }
+}
+
+#[async_trait]
+impl DatasetBackend for DuckDbBackend {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            write: true,
+            read: true,
+            merge: false,
+            compact: false,
+            optimize: false,
+            dedup: false,
+            sql: false,
+        }
+    }
+
+    async fn write(
+        &self,
+        location: &Location,
+        input: Batches,
+        options: &WriteOptions,
+    ) -> Result<WriteReport> {
+        fsk_core::ops::write_dataset(self.name(), location, input, options).await
+    }
+
+    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
+        let plan = plan_scan(location, options).await?;
+        let output_schema = Arc::clone(&plan.output_schema);
+        let scan = plan.scan();
+        let stream = match &plan.filter {
+            None => {
+                let schema = Arc::clone(&output_schema);
+                scan.map(move |batch| project_to(&batch?, &schema)).boxed()
+            }
+            Some(filter) => {
+                let sql = filter.to_sql();
+                let scan_schema = Arc::clone(&plan.scan_schema);
+                let out_schema = Arc::clone(&output_schema);
+                let session = tokio::task::spawn_blocking(move || {
+                    FilterSession::open(&scan_schema, &out_schema, &sql)
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+                let session = Arc::new(Mutex::new(session));
+                let schema = Arc::clone(&output_schema);
+                scan.then(move |batch| {
+                    let session = Arc::clone(&session);
+                    let schema = Arc::clone(&schema);
+                    async move {
+                        let batch = batch?;
+                        tokio::task::spawn_blocking(move || {
+                            let mut session = session
+                                .lock()
+                                .map_err(|_| Error::Internal("DuckDB session poisoned".into()))?;
+                            session.filter(batch, &schema)
+                        })
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))?
+                    }
+                })
+                .filter(|batch| {
+                    let keep = !matches!(batch, Ok(b) if b.num_rows() == 0);
+                    async move { keep }
+                })
+                .boxed()
+            }
+        };
+        Ok(Batches::new(output_schema, limit_stream(stream, plan.limit)))
+    }
+}

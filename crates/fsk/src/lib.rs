@@ -1,0 +1,313 @@
+//! # fsk
+//!
+//! Manage plain Parquet datasets (a folder of `.parquet` files, optionally hive-partitioned,
+//! on local disk or an object store) the way table formats manage tables, with no table
+//! format: any Parquet reader keeps reading the folder.
+//!
+//! Pick an engine with a cargo feature: `arrow` (default), `duckdb`, `datafusion`. Every
+//! engine passes the same conformance suite, so results are the same whichever you pick.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, RecordBatch, StringArray};
+//! use arrow::datatypes::{DataType, Field, Schema};
+//!
+//! # async fn example() -> fsk::Result<()> {
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("id", DataType::Int64, false),
+//!     Field::new("day", DataType::Utf8, false),
+//! ]));
+//! let batch = RecordBatch::try_new(
+//!     schema,
+//!     vec![
+//!         Arc::new(Int64Array::from(vec![1, 2, 3])),
+//!         Arc::new(StringArray::from(vec!["2025-01-01", "2025-01-01", "2025-01-02"])),
+//!     ],
+//! )?;
+//!
+//! let sales = fsk::open("/tmp/sales")?;
+//! let report = sales.write(batch).partition_by(["day"]).await?;
+//! println!("wrote {} rows in {} files", report.total_rows, report.files.len());
+//!
+//! let rows = sales.read().filter("day = '2025-01-02'").columns(["id"]).await?.collect().await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(clippy::clone_on_ref_ptr)]
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub mod source;
+
+pub use fsk_core::backend::{
+    BatchStream, Batches, Capabilities, DatasetBackend, FileStats, ReadOptions, StatsOptions,
+    StatsReport, WriteReport,
+};
+pub use fsk_core::commit::{RecoveryReport, recover};
+pub use fsk_core::error::{Error, Result};
+pub use fsk_core::storage::{Location, StorageOptions, StoreKind};
+pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
+pub use fsk_core::{arrow, object_store, parquet};
+
+/// The engines, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// arrow-rs kernels and the parquet crate (feature `arrow`, the default).
+    Arrow,
+    /// DuckDB, bundled (feature `duckdb`).
+    DuckDb,
+    /// DataFusion (feature `datafusion`).
+    DataFusion,
+}
+
+impl Engine {
+    /// Every engine, compiled in or not.
+    pub const ALL: [Engine; 3] = [Engine::Arrow, Engine::DuckDb, Engine::DataFusion];
+
+    /// The engine's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Arrow => "arrow",
+            Engine::DuckDb => "duckdb",
+            Engine::DataFusion => "datafusion",
+        }
+    }
+
+    /// The engines compiled into this build.
+    pub fn available() -> Vec<Engine> {
+        Engine::ALL.into_iter().filter(|e| e.backend().is_ok()).collect()
+    }
+
+    /// The first compiled-in engine, preferring `arrow`.
+    pub fn default_engine() -> Result<Engine> {
+        Engine::available().into_iter().next().ok_or_else(|| {
+            Error::invalid_argument(
+                "engine",
+                "(none)",
+                "no engine is compiled in: enable a feature (arrow, duckdb, datafusion)",
+            )
+        })
+    }
+
+    /// An instance of the engine, or a typed error when its feature is not compiled in.
+    pub fn backend(self) -> Result<Arc<dyn DatasetBackend>> {
+        match self {
+            #[cfg(feature = "arrow")]
+            Engine::Arrow => Ok(Arc::new(fsk_arrow::ArrowBackend::new())),
+            #[cfg(feature = "duckdb")]
+            Engine::DuckDb => Ok(Arc::new(fsk_duckdb::DuckDbBackend::new())),
+            #[cfg(feature = "datafusion")]
+            Engine::DataFusion => Ok(Arc::new(fsk_datafusion::DataFusionBackend::new())),
+            #[allow(unreachable_patterns)]
+            other => Err(Error::invalid_argument(
+                "engine",
+                other.name(),
+                format!("not compiled into this build; enable the cargo feature {:?}", other.name()),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "arrow" => Ok(Engine::Arrow),
+            "duckdb" => Ok(Engine::DuckDb),
+            "datafusion" => Ok(Engine::DataFusion),
+            _ => Err(Error::invalid_argument(
+                "engine",
+                s,
+                "valid engines are: arrow, duckdb, datafusion",
+            )),
+        }
+    }
+}
+
+/// A dataset handle: a location and an engine.
+#[derive(Clone)]
+pub struct Dataset {
+    location: Location,
+    backend: Arc<dyn DatasetBackend>,
+}
+
+impl fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataset")
+            .field("location", &self.location)
+            .field("engine", &self.backend.name())
+            .finish()
+    }
+}
+
+/// Opens a dataset with the default engine and the environment's storage credentials.
+/// Nothing is read until an operation runs; the dataset may not exist yet.
+pub fn open(url: &str) -> Result<Dataset> {
+    Dataset::open_with(url, Engine::default_engine()?, &StorageOptions::default())
+}
+
+impl Dataset {
+    /// Opens a dataset with an explicit engine and storage options.
+    pub fn open_with(url: &str, engine: Engine, options: &StorageOptions) -> Result<Dataset> {
+        Ok(Dataset {
+            location: Location::parse_with_options(url, options)?,
+            backend: engine.backend()?,
+        })
+    }
+
+    /// A handle on an existing location and engine instance.
+    pub fn from_parts(location: Location, backend: Arc<dyn DatasetBackend>) -> Dataset {
+        Dataset { location, backend }
+    }
+
+    /// Uses another engine for later operations.
+    pub fn with_engine(mut self, engine: Engine) -> Result<Dataset> {
+        self.backend = engine.backend()?;
+        Ok(self)
+    }
+
+    /// The location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> &Arc<dyn DatasetBackend> {
+        &self.backend
+    }
+
+    /// Starts a write of `input` (a batch, batches or a stream). Set options on the builder
+    /// and `.await` it.
+    pub fn write(&self, input: impl Into<Batches>) -> WriteBuilder {
+        WriteBuilder {
+            dataset: self.clone(),
+            input: input.into(),
+            options: WriteOptions::default(),
+        }
+    }
+
+    /// Starts a read. Set options on the builder and `.await` it for a stream of batches.
+    pub fn read(&self) -> ReadBuilder {
+        ReadBuilder {
+            dataset: self.clone(),
+            options: ReadOptions::default(),
+        }
+    }
+
+    /// Files, sizes and row counts.
+    pub async fn stats(&self, options: &StatsOptions) -> Result<StatsReport> {
+        self.backend.stats(&self.location, options).await
+    }
+
+    /// Rolls unfinished transactions forward or back.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        recover(&self.location, None).await
+    }
+}
+
+/// A pending write; `.await` runs it.
+#[must_use = "a write does nothing until awaited"]
+pub struct WriteBuilder {
+    dataset: Dataset,
+    input: Batches,
+    options: WriteOptions,
+}
+
+impl WriteBuilder {
+    /// Append (default) or overwrite.
+    pub fn mode(mut self, mode: WriteMode) -> Self {
+        self.options.mode = mode;
+        self
+    }
+    /// Hive partition columns.
+    pub fn partition_by<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.options = self.options.with_partition_by(columns);
+        self
+    }
+    /// Split files after this many rows.
+    pub fn max_rows_per_file(mut self, rows: usize) -> Self {
+        self.options.max_rows_per_file = Some(rows);
+        self
+    }
+    /// Rows per row group (a maximum).
+    pub fn row_group_size(mut self, rows: usize) -> Self {
+        self.options.row_group_size = rows;
+        self
+    }
+    /// Compression codec.
+    pub fn compression(mut self, codec: Codec) -> Self {
+        self.options.compression = codec;
+        self
+    }
+    /// File name template (`{}` is replaced by a unique token; must end in `.parquet`).
+    pub fn basename_template(mut self, template: impl Into<String>) -> Self {
+        self.options.basename_template = Some(template.into());
+        self
+    }
+    /// Replaces every option at once.
+    pub fn options(mut self, options: WriteOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl IntoFuture for WriteBuilder {
+    type Output = Result<WriteReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.dataset
+                .backend
+                .write(&self.dataset.location, self.input, &self.options)
+                .await
+        })
+    }
+}
+
+/// A pending read; `.await` plans it and returns the stream.
+#[must_use = "a read does nothing until awaited"]
+pub struct ReadBuilder {
+    dataset: Dataset,
+    options: ReadOptions,
+}
+
+impl ReadBuilder {
+    /// Columns in this order.
+    pub fn columns<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.options = self.options.with_columns(columns);
+        self
+    }
+    /// A filter such as `day = '2025-01-01' AND amount > 10`.
+    pub fn filter(mut self, filter: impl Into<String>) -> Self {
+        self.options.filter = Some(filter.into());
+        self
+    }
+    /// At most this many rows (after the filter).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.options.limit = Some(limit);
+        self
+    }
+    /// Replaces every option at once.
+    pub fn options(mut self, options: ReadOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl IntoFuture for ReadBuilder {
+    type Output = Result<Batches>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.dataset.backend.read(&self.dataset.location, &self.options).await })
+    }
+}
