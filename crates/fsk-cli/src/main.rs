@@ -228,9 +228,9 @@ async fn run_read(args: ReadArgs, backend: Arc<dyn DatasetBackend>, storage: &St
     let batches = backend.read(&location, &options).await?;
     let schema = Arc::clone(batches.schema());
     let mut stream = batches.into_stream();
-    let mut sink: Box<dyn Write> = match (&args.output, args.format) {
+    let mut sink: Box<dyn Write + Send> = match (&args.output, args.format) {
         (Some(path), _) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::Io { path: path.clone(), source: e })?)),
-        (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let io = |e: std::io::Error| Error::Io { path: args.output.clone().unwrap_or_else(|| "stdout".into()), source: e };
     match args.format {

@@ -31,7 +31,7 @@ enum Kind {
 }
 
 fn column(kind: Kind, n: usize, seed: u64) -> ArrayRef {
-    let v = |i: usize| (seed.wrapping_mul(6364136223846793005).wrapping_add(i as u64 * 1442695040888963407) >> 33) as i64;
+    let v = |i: usize| (seed.wrapping_mul(6364136223846793005).wrapping_add((i as u64).wrapping_mul(1442695040888963407)) >> 33) as i64;
     let null = |i: usize| v(i) % 7 == 0;
     match kind {
         Kind::Int64 => Arc::new(Int64Array::from((0..n).map(|i| (!null(i)).then(|| v(i) - (1 << 29))).collect::<Vec<_>>())),
@@ -130,40 +130,54 @@ fn build(case: &Case) -> (Vec<RecordBatch>, Option<String>) {
     (out, partition)
 }
 
-/// Runs `cases` random write-then-read round trips on local disk.
+/// Runs `cases` random write-then-read round trips on local disk, shrinking a failing case.
+/// Needs a multi-threaded Tokio runtime (the property runner blocks in place).
 pub async fn write_read_round_trip(backend: &dyn DatasetBackend, cases: u32) {
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    let strategy = case_strategy();
-    let mut generated = Vec::new();
-    for _ in 0..cases {
-        generated.push(strategy.new_tree(&mut runner).expect("case").current());
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&case_strategy(), |case| {
+            handle.block_on(check_case(backend, case));
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("write/read round trip property failed on {}: {e}", backend.name());
+        }
+    });
+}
+
+async fn check_case(backend: &dyn DatasetBackend, case: Case) {
+    let dir = tempfile::tempdir().expect("dir");
+    let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string()).expect("loc");
+    let (input, partition) = build(&case);
+    let mut options = WriteOptions::default();
+    if let Some(m) = case.max_rows_per_file {
+        options = options.with_max_rows_per_file(m);
     }
-    for case in generated {
-        let dir = tempfile::tempdir().expect("dir");
-        let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string()).expect("loc");
-        let (input, partition) = build(&case);
-        let mut options = WriteOptions::default();
-        if let Some(m) = case.max_rows_per_file {
-            options = options.with_max_rows_per_file(m);
-        }
-        if let Some(p) = &partition {
-            options = options.with_partition_by([p.clone()]);
-        }
-        let names: Vec<String> = input[0].schema().fields().iter().map(|f| f.name().clone()).collect();
-        let expected = rows(&input);
-        let total: usize = input.iter().map(|b| b.num_rows()).sum();
-        let report = backend.write(&loc, batches(input), &options).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
-        assert_eq!(report.total_rows as usize, total, "{case:?}");
-        if let Some(m) = case.max_rows_per_file {
-            assert!(report.files.iter().all(|f| f.row_count as usize <= m), "{case:?}");
-        }
-        let mut read = ReadOptions::default().with_columns(names);
-        if let Some(p) = &partition {
-            let t = if p == "p0" { DataType::Int64 } else { DataType::Utf8 };
-            read = read.with_partition_type(p.clone(), t);
-        }
-        let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
-        let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
-        assert_eq!(rows(&got), expected, "{case:?}");
+    if let Some(p) = &partition {
+        options = options.with_partition_by([p.clone()]);
     }
+    let names: Vec<String> = input[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    let expected = rows(&input);
+    let total: usize = input.iter().map(|b| b.num_rows()).sum();
+    let report = backend
+        .write(&loc, batches(input), &options)
+        .await
+        .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    assert_eq!(report.total_rows as usize, total, "{case:?}");
+    if let Some(m) = case.max_rows_per_file {
+        assert!(report.files.iter().all(|f| f.row_count as usize <= m), "{case:?}");
+    }
+    let mut read = ReadOptions::default().with_columns(names);
+    if let Some(p) = &partition {
+        let t = if p == "p0" { DataType::Int64 } else { DataType::Utf8 };
+        read = read.with_partition_type(p.clone(), t);
+    }
+    let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    assert_eq!(rows(&got), expected, "{case:?}");
 }

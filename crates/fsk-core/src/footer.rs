@@ -60,7 +60,8 @@ pub fn object_reader(location: &Location, file: &DataFile) -> ParquetObjectReade
 pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta> {
     let describe = location.describe(&file.path);
     let mut reader = object_reader(location, &file);
-    let options = ArrowReaderOptions::new().with_page_index(false);
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Skip);
     let reader_metadata = ArrowReaderMetadata::load_async(&mut reader, options)
         .await
         .map_err(|e| Error::from_parquet(&describe, e))?;
@@ -160,8 +161,8 @@ fn merged_stats(
 
 fn stats_over<'a, I>(
     column: &str,
-    schema: &SchemaRef,
-    descr: &parquet::schema::types::SchemaDescriptor,
+    schema: &'a SchemaRef,
+    descr: &'a parquet::schema::types::SchemaDescriptor,
     row_groups: I,
     num_rows: u64,
 ) -> parquet::errors::Result<Option<ColumnStats>>

@@ -78,9 +78,6 @@ fn bind(text: &str, schema: &Schema) -> Result<BoundPredicate> {
 
 /// Plans a read.
 pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<ScanPlan> {
-    if options.limit == Some(0) && options.columns.is_none() && options.filter.is_none() {
-        // Still plan normally: a zero limit is valid and returns no rows.
-    }
     if options.batch_size == Some(0) {
         return Err(Error::invalid_argument("batch_size", 0, "must be greater than 0"));
     }
@@ -135,18 +132,14 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
         .map(|m| (m.file.relative.clone(), m))
         .collect();
 
-    let mut schemas: Vec<SchemaRef> = by_path.values().map(|m| Arc::clone(&m.schema)).collect();
-    if schemas.is_empty() {
-        schemas.push(Arc::clone(&first.schema));
-    }
-    // Deterministic unification order: path order.
-    schemas.sort_by_key(|_| 0);
+    // Unify in path order; when partition pruning left nothing, the first footer still gives
+    // the schema of the (empty) result.
     let mut ordered: Vec<SchemaRef> = survivors
         .iter()
         .filter_map(|(f, _)| by_path.get(&f.relative).map(|m| Arc::clone(&m.schema)))
         .collect();
     if ordered.is_empty() {
-        ordered = schemas;
+        ordered.push(Arc::clone(&first.schema));
     }
     let file_schema = unify(&ordered)?;
     let dataset_schema = Arc::new(partitions.extend(&file_schema));

@@ -318,7 +318,7 @@ impl Location {
     pub fn child(&self, relative: &str) -> Path {
         let mut path = self.root.clone();
         for segment in relative.split('/').filter(|s| !s.is_empty()) {
-            path = path.child(segment);
+            path = path.join(segment);
         }
         path
     }

@@ -348,12 +348,10 @@ struct OpenFile {
 pub struct DatasetWriter<'a> {
     tx: &'a mut Transaction,
     options: WriteOptions,
-    input_schema: SchemaRef,
     file_schema: SchemaRef,
     properties: WriterProperties,
     open: HashMap<String, OpenFile>,
     open_order: Vec<String>,
-    partition_values: HashMap<String, Vec<Option<String>>>,
     finished: Vec<PublishEntry>,
 }
 
@@ -369,12 +367,10 @@ impl<'a> DatasetWriter<'a> {
         Ok(DatasetWriter {
             tx,
             options,
-            input_schema,
             file_schema,
             properties,
             open: HashMap::new(),
             open_order: Vec::new(),
-            partition_values: HashMap::new(),
             finished: Vec::new(),
         })
     }
@@ -430,7 +426,6 @@ impl<'a> DatasetWriter<'a> {
                 groups.len() - 1
             });
             groups[slot].1.push(row as u32);
-            self.partition_values.entry(dir).or_insert(values);
         }
         groups
             .into_iter()
@@ -548,8 +543,6 @@ impl<'a> DatasetWriter<'a> {
         for entry in &self.finished {
             self.tx.add(entry.clone());
         }
-        let _ = &self.input_schema;
-        let _ = &self.partition_values;
         Ok(self.finished)
     }
 }

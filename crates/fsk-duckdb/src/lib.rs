@@ -57,7 +57,7 @@ struct FilterSession {
 impl FilterSession {
     fn open(scan_schema: &SchemaRef, output_schema: &SchemaRef, predicate_sql: &str) -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
-        conn.register_table_function::<duckdb::vtab::ArrowVTab>("arrow")
+        conn.register_table_function::<duckdb::vtab::arrow::ArrowVTab>("arrow")
             .map_err(|e| engine_error("registering the arrow table function", e))?;
         // The table takes its column types from an empty batch of the scan schema.
         let empty = RecordBatch::new_empty(Arc::clone(scan_schema));
