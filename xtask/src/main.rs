@@ -9,11 +9,30 @@ use std::time::Instant;
 fn cargo(args: &[&str]) -> Result<(), String> {
     let started = Instant::now();
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // `cargo run` gives this process xtask's package variables; build scripts (ring,
+    // libduckdb-sys through cc) rerun when those differ, which would recompile DuckDB. Drop
+    // them so the inner cargo sees the same environment as a direct invocation.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key.as_str(),
+                "CARGO_BIN_NAME" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
+    let status = command
         .args(args)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    eprintln!("xtask: cargo {} took {:.0} s", args[0], started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: cargo {} took {:.0} s",
+        args[0],
+        started.elapsed().as_secs_f64()
+    );
     if status.success() {
         Ok(())
     } else {
@@ -23,7 +42,14 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 
 fn lint() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
 }
 
 fn test() -> Result<(), String> {
@@ -47,7 +73,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => {
-            eprintln!("xtask {task}: ok in {:.0} s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "xtask {task}: ok in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -48,7 +48,7 @@ impl DatasetBackend for ArrowBackend {
         Capabilities {
             write: true,
             read: true,
-            merge: false,
+            merge: true,
             compact: false,
             optimize: false,
             dedup: false,
@@ -63,6 +63,15 @@ impl DatasetBackend for ArrowBackend {
         options: &WriteOptions,
     ) -> Result<WriteReport> {
         fsk_core::ops::write_dataset(self.name(), location, input, options).await
+    }
+
+    async fn merge(
+        &self,
+        location: &Location,
+        source: Batches,
+        options: &fsk_core::merge::MergeOptions,
+    ) -> Result<fsk_core::merge::MergeReport> {
+        fsk_core::merge::merge(self.name(), location, source, options).await
     }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {

@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use fsk::source::{SourceFormat, open_source};
 use fsk::{
-    Batches, Codec, DatasetBackend, Engine, Error, Location, ReadOptions, Result, StatsOptions,
-    StorageOptions, WriteMode, WriteOptions,
+    Batches, Codec, DatasetBackend, Engine, Error, Location, MergeOptions, ReadOptions, Result,
+    RewriteMode, StatsOptions, StorageOptions, Strategy, WriteMode, WriteOptions,
 };
 
 /// Manage plain Parquet datasets like tables: write, read, stats.
@@ -48,10 +48,14 @@ fn parse_engine(s: &str) -> std::result::Result<Engine, String> {
 enum Command {
     /// Write a source (parquet file or dataset, CSV, newline-delimited JSON) into a dataset.
     Write(WriteArgs),
+    /// Merge a source into a dataset by key (insert, update, upsert, full_merge, deduplicate).
+    Merge(MergeArgs),
     /// Read a dataset or a parquet file.
     Read(ReadArgs),
     /// List data files with sizes and row counts.
     Stats(StatsArgs),
+    /// Roll unfinished transactions forward or back (after a crash).
+    Recover(RecoverArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,8 +68,23 @@ struct WriteArgs {
     #[arg(long, value_name = "parquet|csv|json")]
     source_format: Option<String>,
     /// append (default) or overwrite.
-    #[arg(long, default_value = "append")]
-    mode: String,
+    #[arg(long, value_name = "append|overwrite")]
+    mode: Option<String>,
+    /// Merge by key instead of a plain write: insert, update, upsert, full_merge, deduplicate.
+    #[arg(long, value_name = "S")]
+    strategy: Option<String>,
+    /// Key columns for --strategy, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    key: Vec<String>,
+    /// For --strategy deduplicate: keep the row with the highest values of these columns.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    dedup_order_by: Vec<String>,
+    /// For --strategy: incremental or full.
+    #[arg(long, value_name = "incremental|full")]
+    rewrite_mode: Option<String>,
+    /// For --strategy: plan and count without writing.
+    #[arg(long)]
+    dry_run: bool,
     /// Hive partition columns, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "COL,..")]
     partition_by: Vec<String>,
@@ -81,6 +100,50 @@ struct WriteArgs {
     /// File name template with {} for a unique token, ending in .parquet.
     #[arg(long, value_name = "TPL")]
     basename_template: Option<String>,
+    /// Wait up to this many seconds for another writer's lock.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// The source: a .parquet file, a parquet dataset folder, a .csv or a .json/.ndjson file.
+    source: String,
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Key columns, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COL[,COL]", required = true)]
+    key: Vec<String>,
+    /// insert, update, upsert, full_merge or deduplicate.
+    #[arg(long, value_name = "S")]
+    strategy: String,
+    /// Partition columns (detected from the dataset when not given).
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    partition_by: Vec<String>,
+    /// For deduplicate: keep the row with the highest values of these columns.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    dedup_order_by: Vec<String>,
+    /// incremental (default for insert, update, upsert) or full.
+    #[arg(long, value_name = "incremental|full")]
+    rewrite_mode: Option<String>,
+    /// Plan and count without writing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Codec of written files.
+    #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
+    compression: String,
+    /// Split written files after this many rows.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    max_rows_per_file: Option<i64>,
+    /// Maximum rows per row group of written files.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    row_group_size: Option<i64>,
+    /// Source format, when the extension does not say.
+    #[arg(long, value_name = "parquet|csv|json")]
+    source_format: Option<String>,
+    /// Wait up to this many seconds for another writer's lock.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +173,15 @@ struct ReadArgs {
     /// Write the output to this file (required for parquet).
     #[arg(long, value_name = "PATH")]
     output: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct RecoverArgs {
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Wait up to this many seconds for another writer's lock.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -167,11 +239,65 @@ fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
-async fn run_write(args: WriteArgs, global: &Global, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
-    let mode: WriteMode = args.mode.parse()?;
+async fn run_write(
+    args: WriteArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    if let Some(strategy) = &args.strategy {
+        let parsed: Strategy = strategy.parse()?;
+        match args.mode.as_deref().map(str::parse::<WriteMode>).transpose()? {
+            Some(WriteMode::Append) if parsed != Strategy::Insert => {
+                return Err(Error::invalid_argument(
+                    "mode",
+                    "append",
+                    format!(
+                        "--mode append cannot be combined with --strategy {parsed}: only insert is \
+                         append-only; drop --mode"
+                    ),
+                ));
+            }
+            Some(WriteMode::Overwrite) => {
+                eprintln!("warning: --mode overwrite is ignored with --strategy {parsed}");
+            }
+            _ => {}
+        }
+        let merge = MergeArgs {
+            source: args.source,
+            dataset: args.dataset,
+            key: args.key,
+            strategy: strategy.clone(),
+            partition_by: args.partition_by,
+            dedup_order_by: args.dedup_order_by,
+            rewrite_mode: args.rewrite_mode,
+            dry_run: args.dry_run,
+            compression: args.compression,
+            max_rows_per_file: args.max_rows_per_file,
+            row_group_size: args.row_group_size,
+            source_format: args.source_format,
+            wait: args.wait,
+        };
+        return run_merge(merge, global, backend, storage).await;
+    }
+    for (flag, given) in [
+        ("--key", !args.key.is_empty()),
+        ("--dedup-order-by", !args.dedup_order_by.is_empty()),
+        ("--rewrite-mode", args.rewrite_mode.is_some()),
+        ("--dry-run", args.dry_run),
+    ] {
+        if given {
+            return Err(Error::invalid_argument(flag, "given", "applies only with --strategy"));
+        }
+    }
+    let mode: WriteMode = args.mode.as_deref().unwrap_or("append").parse()?;
     let compression: Codec = args.compression.parse()?;
     let mut options = WriteOptions::default()
         .with_mode(mode)
@@ -182,12 +308,19 @@ async fn run_write(args: WriteArgs, global: &Global, backend: Arc<dyn DatasetBac
         options.row_group_size = rows;
     }
     options.basename_template = args.basename_template.clone();
+    options.wait = wait_duration(args.wait)?;
     options.validate()?;
-    let format = args.source_format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
+    let format = args
+        .source_format
+        .as_deref()
+        .map(str::parse::<SourceFormat>)
+        .transpose()?;
     let location = Location::parse_with_options(&args.dataset, storage)?;
     let input = open_source(&args.source, format, &backend, storage).await?;
     let bar = progress("writing");
-    let report = backend.write(&location, counted(input, &bar), &options).await;
+    let report = backend
+        .write(&location, counted(input, &bar), &options)
+        .await;
     bar.finish_and_clear();
     let report = report?;
     if global.json {
@@ -203,7 +336,12 @@ async fn run_write(args: WriteArgs, global: &Global, backend: Arc<dyn DatasetBac
         report.elapsed_ms
     );
     for file in &report.files {
-        println!("  {}  {} rows  {}", file.path, file.row_count, human_bytes(file.size_bytes));
+        println!(
+            "  {}  {} rows  {}",
+            file.path,
+            file.row_count,
+            human_bytes(file.size_bytes)
+        );
     }
     if !report.removed_files.is_empty() {
         println!("removed {} old file(s)", report.removed_files.len());
@@ -211,14 +349,78 @@ async fn run_write(args: WriteArgs, global: &Global, backend: Arc<dyn DatasetBac
     Ok(())
 }
 
-async fn run_read(args: ReadArgs, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
+async fn run_merge(
+    args: MergeArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    let strategy: Strategy = args.strategy.parse()?;
+    let mut options = MergeOptions::new(args.key.iter().filter(|k| !k.is_empty()).cloned(), strategy);
+    if !args.partition_by.is_empty() {
+        options.partition_by = Some(args.partition_by.iter().filter(|c| !c.is_empty()).cloned().collect());
+    }
+    options.dedup_order_by = args.dedup_order_by.clone();
+    options.rewrite_mode = args.rewrite_mode.as_deref().map(str::parse::<RewriteMode>).transpose()?;
+    options.dry_run = args.dry_run;
+    options.write = options.write.with_compression(args.compression.parse()?);
+    options.write.max_rows_per_file = positive("max_rows_per_file", args.max_rows_per_file)?;
+    if let Some(rows) = positive("row_group_size", args.row_group_size)? {
+        options.write.row_group_size = rows;
+    }
+    options.wait = wait_duration(args.wait)?;
+    options.effective_rewrite_mode()?;
+    let format = args.source_format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let input = open_source(&args.source, format, &backend, storage).await?;
+    let bar = progress(if args.dry_run { "planning" } else { "merging" });
+    let report = backend.merge(&location, counted(input, &bar), &options).await;
+    bar.finish_and_clear();
+    let report = report?;
+    if global.json {
+        return print_json(&report);
+    }
+    let verb = if report.dry_run { "would merge" } else { "merged" };
+    let mode = match report.rewrite_mode {
+        RewriteMode::Incremental => "incremental",
+        RewriteMode::Full => "full",
+    };
+    println!(
+        "{verb} {} source rows into {} ({}, {mode}, engine {}): {} inserted, {} updated, {} deleted, {} rows now",
+        report.source_count, location, report.strategy, report.engine, report.inserted, report.updated, report.deleted, report.total
+    );
+    println!(
+        "files: {} rewritten, {} inserted, {} preserved (of {} considered: {} pruned by partition, {} by statistics, {} key-scanned, {} confirmed)",
+        report.rewritten_files.len(),
+        report.inserted_files.len(),
+        report.preserved_files.len(),
+        report.files_considered,
+        report.files_pruned_by_partition,
+        report.files_pruned_by_statistics,
+        report.files_key_scanned,
+        report.files_confirmed
+    );
+    Ok(())
+}
+
+async fn run_read(
+    args: ReadArgs,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
     if args.format == OutputFormat::Parquet && args.output.is_none() {
-        return Err(Error::invalid_argument("output", "(none)", "--format parquet needs --output PATH"));
+        return Err(Error::invalid_argument(
+            "output",
+            "(none)",
+            "--format parquet needs --output PATH",
+        ));
     }
     let location = Location::parse_with_options(&args.dataset, storage)?;
-    let mut options = ReadOptions::default();
-    options.columns = args.columns.clone();
-    options.filter = args.filter.clone();
+    let mut options = ReadOptions {
+        columns: args.columns.clone(),
+        filter: args.filter.clone(),
+        ..ReadOptions::default()
+    };
     if let Some(limit) = args.limit {
         if limit < 0 {
             return Err(Error::invalid_argument("limit", limit, "must be 0 or more"));
@@ -229,46 +431,68 @@ async fn run_read(args: ReadArgs, backend: Arc<dyn DatasetBackend>, storage: &St
     let schema = Arc::clone(batches.schema());
     let mut stream = batches.into_stream();
     let mut sink: Box<dyn Write + Send> = match (&args.output, args.format) {
-        (Some(path), _) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::Io { path: path.clone(), source: e })?)),
+        (Some(path), _) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?,
+        )),
         (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let io = |e: std::io::Error| Error::Io { path: args.output.clone().unwrap_or_else(|| "stdout".into()), source: e };
+    let io = |e: std::io::Error| Error::Io {
+        path: args.output.clone().unwrap_or_else(|| "stdout".into()),
+        source: e,
+    };
     match args.format {
         OutputFormat::Table => {
             let mut all = Vec::new();
             while let Some(batch) = stream.next().await {
                 all.push(batch?);
             }
-            let table = arrow::util::pretty::pretty_format_batches_with_schema(Arc::clone(&schema), &all)
-                .map_err(|e| Error::arrow("formatting the table", e))?;
+            let table =
+                arrow::util::pretty::pretty_format_batches_with_schema(Arc::clone(&schema), &all)
+                    .map_err(|e| Error::arrow("formatting the table", e))?;
             writeln!(sink, "{table}").map_err(io)?;
             let rows: usize = all.iter().map(|b| b.num_rows()).sum();
             writeln!(sink, "{rows} row(s)").map_err(io)?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut sink);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut sink);
             let mut wrote = false;
             while let Some(batch) = stream.next().await {
-                writer.write(&batch?).map_err(|e| Error::arrow("writing CSV", e))?;
+                writer
+                    .write(&batch?)
+                    .map_err(|e| Error::arrow("writing CSV", e))?;
                 wrote = true;
             }
             if !wrote {
-                writer.write(&arrow::array::RecordBatch::new_empty(Arc::clone(&schema))).map_err(|e| Error::arrow("writing CSV", e))?;
+                writer
+                    .write(&arrow::array::RecordBatch::new_empty(Arc::clone(&schema)))
+                    .map_err(|e| Error::arrow("writing CSV", e))?;
             }
         }
         OutputFormat::Json => {
             let mut writer = arrow::json::LineDelimitedWriter::new(&mut sink);
             while let Some(batch) = stream.next().await {
-                writer.write(&batch?).map_err(|e| Error::arrow("writing JSON", e))?;
+                writer
+                    .write(&batch?)
+                    .map_err(|e| Error::arrow("writing JSON", e))?;
             }
-            writer.finish().map_err(|e| Error::arrow("writing JSON", e))?;
+            writer
+                .finish()
+                .map_err(|e| Error::arrow("writing JSON", e))?;
         }
         OutputFormat::Parquet => {
             let path = args.output.clone().unwrap_or_default();
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut sink, Arc::clone(&schema), None)
-                .map_err(|e| Error::from_parquet(&path, e))?;
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(&mut sink, Arc::clone(&schema), None)
+                    .map_err(|e| Error::from_parquet(&path, e))?;
             while let Some(batch) = stream.next().await {
-                writer.write(&batch?).map_err(|e| Error::from_parquet(&path, e))?;
+                writer
+                    .write(&batch?)
+                    .map_err(|e| Error::from_parquet(&path, e))?;
             }
             writer.close().map_err(|e| Error::from_parquet(&path, e))?;
         }
@@ -277,16 +501,31 @@ async fn run_read(args: ReadArgs, backend: Arc<dyn DatasetBackend>, storage: &St
     Ok(())
 }
 
-async fn run_stats(args: StatsArgs, global: &Global, backend: Arc<dyn DatasetBackend>, storage: &StorageOptions) -> Result<()> {
+async fn run_stats(
+    args: StatsArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
     let report = backend
-        .stats(&location, &StatsOptions { partition_filter: args.partition_filter.clone() })
+        .stats(
+            &location,
+            &StatsOptions {
+                partition_filter: args.partition_filter.clone(),
+            },
+        )
         .await?;
     if global.json {
         return print_json(&report);
     }
     for file in &report.files {
-        println!("{}  {} rows  {}", file.path, file.num_rows, human_bytes(file.size_bytes));
+        println!(
+            "{}  {} rows  {}",
+            file.path,
+            file.num_rows,
+            human_bytes(file.size_bytes)
+        );
     }
     println!(
         "{} file(s), {} rows, {}",
@@ -297,13 +536,38 @@ async fn run_stats(args: StatsArgs, global: &Global, backend: Arc<dyn DatasetBac
     Ok(())
 }
 
+fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>> {
+    match wait {
+        None => Ok(None),
+        Some(w) if w.is_finite() && w >= 0.0 => Ok(Some(Duration::from_secs_f64(w))),
+        Some(w) => Err(Error::invalid_argument("wait", w, "must be 0 or more seconds")),
+    }
+}
+
+async fn run_recover(args: RecoverArgs, global: &Global, storage: &StorageOptions) -> Result<()> {
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let report = fsk::recover(&location, wait_duration(args.wait)?).await?;
+    if global.json {
+        return print_json(&report);
+    }
+    println!(
+        "recovered {}: {} rolled forward, {} rolled back",
+        location,
+        report.rolled_forward.len(),
+        report.rolled_back.len()
+    );
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let storage = StorageOptions::parse_pairs(&cli.global.storage_options)?;
     let backend = cli.global.engine.backend()?;
     match cli.command {
         Command::Write(args) => run_write(args, &cli.global, backend, &storage).await,
+        Command::Merge(args) => run_merge(args, &cli.global, backend, &storage).await,
         Command::Read(args) => run_read(args, backend, &storage).await,
         Command::Stats(args) => run_stats(args, &cli.global, backend, &storage).await,
+        Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
     }
 }
 
@@ -316,7 +580,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -329,7 +596,8 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             if json {
-                let body = serde_json::json!({"error": {"kind": err.kind(), "message": err.to_string()}});
+                let body =
+                    serde_json::json!({"error": {"kind": err.kind(), "message": err.to_string()}});
                 eprintln!("{body}");
             }
             ExitCode::FAILURE

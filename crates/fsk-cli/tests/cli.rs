@@ -49,7 +49,16 @@ fn write_read_stats_on_every_engine() {
         let dir = tempfile::tempdir().expect("dir");
         let csv = sample_csv(dir.path());
         let ds = dir.path().join("ds").display().to_string();
-        let out = ok(&["--engine", engine, "write", &csv, &ds, "--partition-by", "day", "--json"]);
+        let out = ok(&[
+            "--engine",
+            engine,
+            "write",
+            &csv,
+            &ds,
+            "--partition-by",
+            "day",
+            "--json",
+        ]);
         let report: Value = serde_json::from_str(out.trim()).expect("json report");
         assert_eq!(report["total_rows"], 4, "{engine}");
         assert_eq!(report["mode"], "append");
@@ -63,18 +72,47 @@ fn write_read_stats_on_every_engine() {
         }
 
         // Global flags after the subcommand too.
-        let out = ok(&["read", &ds, "--filter", "day = '2025-01-01' AND amount > 5", "--format", "json", "--engine", engine]);
-        let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("row")).collect();
+        let out = ok(&[
+            "read",
+            &ds,
+            "--filter",
+            "day = '2025-01-01' AND amount > 5",
+            "--format",
+            "json",
+            "--engine",
+            engine,
+        ]);
+        let rows: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("row"))
+            .collect();
         assert_eq!(rows.len(), 1, "{engine}: {out}");
         assert_eq!(rows[0]["id"], 1);
         assert_eq!(rows[0]["day"], "2025-01-01");
 
-        let out = ok(&["read", &ds, "--columns", "amount,id", "--format", "csv", "--limit", "2", "--filter", "id >= 2"]);
+        let out = ok(&[
+            "read",
+            &ds,
+            "--columns",
+            "amount,id",
+            "--format",
+            "csv",
+            "--limit",
+            "2",
+            "--filter",
+            "id >= 2",
+        ]);
         let mut lines = out.lines();
         assert_eq!(lines.next(), Some("amount,id"));
         assert_eq!(lines.count(), 2);
 
-        let out = ok(&["--json", "stats", &ds, "--partition-filter", "day=2025-01-01"]);
+        let out = ok(&[
+            "--json",
+            "stats",
+            &ds,
+            "--partition-filter",
+            "day=2025-01-01",
+        ]);
         let stats: Value = serde_json::from_str(out.trim()).expect("stats json");
         assert_eq!(stats["total_rows"], 2);
         assert_eq!(stats["files"].as_array().expect("files").len(), 1);
@@ -90,7 +128,15 @@ fn parquet_output_and_overwrite() {
     let dir = tempfile::tempdir().expect("dir");
     let csv = sample_csv(dir.path());
     let ds = dir.path().join("ds").display().to_string();
-    ok(&["write", &csv, &ds, "--max-rows-per-file", "3", "--compression", "zstd:3"]);
+    ok(&[
+        "write",
+        &csv,
+        &ds,
+        "--max-rows-per-file",
+        "3",
+        "--compression",
+        "zstd:3",
+    ]);
     let out_file = dir.path().join("out.parquet").display().to_string();
     ok(&["read", &ds, "--format", "parquet", "--output", &out_file]);
     // The parquet output is a valid source in turn.
@@ -98,22 +144,48 @@ fn parquet_output_and_overwrite() {
     let out = ok(&["write", &out_file, &ds2, "--json"]);
     let report: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(report["total_rows"], 4);
-    let out = ok(&["write", &csv, &ds, "--mode", "overwrite", "--json", "--basename-template", "data_{}.parquet"]);
+    let out = ok(&[
+        "write",
+        &csv,
+        &ds,
+        "--mode",
+        "overwrite",
+        "--json",
+        "--basename-template",
+        "data_{}.parquet",
+    ]);
     let report: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(report["mode"], "overwrite");
     let out = ok(&["--json", "stats", &ds]);
     let stats: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(stats["total_rows"], 4);
-    assert!(stats["files"].as_array().expect("files").iter().all(|f| f["path"].as_str().unwrap_or("").starts_with("data_")));
+    assert!(
+        stats["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .all(|f| f["path"].as_str().unwrap_or("").starts_with("data_"))
+    );
 }
 
 #[test]
 fn json_sources_and_explicit_format() {
     let dir = tempfile::tempdir().expect("dir");
     let src = dir.path().join("events.txt");
-    std::fs::write(&src, "{\"id\": 1, \"kind\": \"a\"}\n{\"id\": 2, \"kind\": null}\n").expect("write");
+    std::fs::write(
+        &src,
+        "{\"id\": 1, \"kind\": \"a\"}\n{\"id\": 2, \"kind\": null}\n",
+    )
+    .expect("write");
     let ds = dir.path().join("ds").display().to_string();
-    let out = ok(&["write", src.to_str().expect("path"), &ds, "--source-format", "json", "--json"]);
+    let out = ok(&[
+        "write",
+        src.to_str().expect("path"),
+        &ds,
+        "--source-format",
+        "json",
+        "--json",
+    ]);
     let report: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(report["total_rows"], 2);
     let out = ok(&["read", &ds, "--filter", "kind IS NULL", "--format", "json"]);
@@ -139,9 +211,182 @@ fn errors_name_the_culprit() {
     assert!(fails(&["read", &ds, "--columns", "id,bogus"]).contains("bogus"));
     assert!(fails(&["read", &ds, "--filter", "id = "]).contains("id ="));
     assert!(fails(&["read", &ds, "--format", "parquet"]).contains("--output"));
-    assert!(fails(&["stats", &ds, "--partition-filter", "day=2099-01-01"]).contains("day=2099-01-01"));
+    assert!(
+        fails(&["stats", &ds, "--partition-filter", "day=2099-01-01"]).contains("day=2099-01-01")
+    );
     assert!(fails(&["--storage-option", "novalue", "stats", &ds]).contains("novalue"));
     let out = fsk(&["--engine", "spark", "stats", &ds]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("spark"));
+}
+
+fn csv_rows(dir: &Path, name: &str, ids: std::ops::Range<i64>, tag: &str) -> String {
+    let path = dir.join(name);
+    let mut text = String::from("id,day,amount,note\n");
+    for id in ids {
+        text.push_str(&format!("{id},2025-01-0{},{}.5,{tag}\n", 1 + id % 3, id));
+    }
+    std::fs::write(&path, text).expect("csv");
+    path.display().to_string()
+}
+
+fn dataset_rows(ds: &str) -> Vec<String> {
+    let out = ok(&["read", ds, "--format", "csv"]);
+    let mut rows: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn merge_and_write_strategy_on_every_engine() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().expect("dir");
+        let ds = dir.path().join("ds").display().to_string();
+        let base = csv_rows(dir.path(), "base.csv", 0..30, "old");
+        ok(&["write", &base, &ds, "--partition-by", "day", "--max-rows-per-file", "4"]);
+        let change = csv_rows(dir.path(), "change.csv", 28..33, "new");
+        let dry = ok(&["--engine", engine, "--json", "merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--dry-run"]);
+        let dry: Value = serde_json::from_str(dry.trim()).expect("json");
+        assert_eq!(dry["dry_run"], true);
+        let out = ok(&["merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--json", "--engine", engine]);
+        let report: Value = serde_json::from_str(out.trim()).expect("json");
+        assert_eq!(report["engine"], engine);
+        assert_eq!(report["updated"], 2, "{report}");
+        assert_eq!(report["inserted"], 3);
+        assert_eq!(report["total"], 33);
+        for key in ["inserted", "updated", "deleted", "total"] {
+            assert_eq!(dry[key], report[key], "dry run and real run agree on {key}");
+        }
+        let count = |r: &Value, k: &str| r[k].as_array().map(|a| a.len()).unwrap_or(usize::MAX);
+        assert_eq!(count(&dry, "rewritten_files"), count(&report, "rewritten_files"));
+        assert_eq!(count(&dry, "preserved_files"), count(&report, "preserved_files"));
+        // write --strategy delegates to merge; --mode append only with insert.
+        let more = csv_rows(dir.path(), "more.csv", 32..35, "newer");
+        let err = fails(&["write", &more, &ds, "--strategy", "upsert", "--key", "id", "--mode", "append"]);
+        assert!(err.contains("append") && err.contains("upsert"), "{err}");
+        let out = fsk(&["write", &more, &ds, "--strategy", "insert", "--key", "id", "--mode", "overwrite", "--json"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("warning:"));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["inserted"], 2);
+        assert_eq!(dataset_rows(&ds).len(), 35);
+        assert!(fails(&["merge", &change, &ds, "--key", "id", "--strategy", "merge_all"]).contains("merge_all"));
+        assert!(fails(&["merge", &change, &ds, "--key", "nope", "--strategy", "upsert"]).contains("nope"));
+        assert!(fails(&["merge", &change, &ds, "--key", "id", "--strategy", "full_merge", "--rewrite-mode", "incremental"]).contains("incremental"));
+    }
+}
+
+/// A tiny deterministic generator for kill delays (no dependency needed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = csv_rows(dir.path(), "base.csv", 0..400, "old");
+    let change = csv_rows(dir.path(), "change.csv", 350..450, "new");
+    // The two states a killed merge may leave after recovery.
+    let reference = dir.path().join("reference").display().to_string();
+    ok(&["write", &base, &reference, "--max-rows-per-file", "25"]);
+    let before = dataset_rows(&reference);
+    let started = std::time::Instant::now();
+    ok(&["merge", &change, &reference, "--key", "id", "--strategy", "upsert", "--max-rows-per-file", "25"]);
+    let typical = started.elapsed().as_micros().max(1000) as u64;
+    let after = dataset_rows(&reference);
+    assert_ne!(before, after);
+    let mut rng = Lcg(20261122);
+    let runs = 50;
+    let (mut killed, mut finished) = (0, 0);
+    for run in 0..runs {
+        let ds = dir.path().join(format!("ds-{run}")).display().to_string();
+        ok(&["write", &base, &ds, "--max-rows-per-file", "25"]);
+        let delay = rng.next() % (typical + typical / 2);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fsk"))
+            .args(["merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--max-rows-per-file", "25"])
+            .env("FSK_LOG", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_micros(delay));
+        match child.try_wait().expect("wait") {
+            Some(_) => finished += 1,
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                killed += 1;
+            }
+        }
+        let out = ok(&["recover", &ds, "--json"]);
+        let report: Value = serde_json::from_str(out.trim()).expect("recover json");
+        assert!(report["rolled_forward"].is_array() && report["rolled_back"].is_array());
+        let rows = dataset_rows(&ds);
+        assert!(rows == before || rows == after, "run {run} (delay {delay} us): a mixed state");
+        let staging = Path::new(&ds).join("_fsk").join("staging");
+        let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0, "run {run}: staging leftovers");
+    }
+    assert!(killed > 0, "no run was killed mid-way ({finished} finished)");
+    eprintln!("{killed} of {runs} merges killed mid-way, {finished} finished before the kill");
+}
+
+#[test]
+fn concurrent_writers_each_apply_exactly_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ds = dir.path().join("ds").display().to_string();
+    let base = csv_rows(dir.path(), "base.csv", 0..100, "old");
+    ok(&["write", &base, &ds, "--max-rows-per-file", "20"]);
+    let changes: Vec<String> = (0..4)
+        .map(|w| csv_rows(dir.path(), &format!("w{w}.csv"), (w * 30)..(w * 30 + 30), &format!("w{w}")))
+        .collect();
+    let children: Vec<_> = changes
+        .iter()
+        .map(|change| {
+            Command::new(env!("CARGO_BIN_EXE_fsk"))
+                .args(["merge", change, &ds, "--key", "id", "--strategy", "upsert", "--wait", "60"])
+                .env("FSK_LOG", "off")
+                .output_async()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success() || stderr.contains("conflict"), "{stderr}");
+        assert!(out.status.success(), "with --wait every writer gets its turn: {stderr}");
+    }
+    let rows = dataset_rows(&ds);
+    assert_eq!(rows.len(), 120, "every key exactly once");
+    for w in 0..4 {
+        let tagged = rows.iter().filter(|r| r.ends_with(&format!(",w{w}"))).count();
+        assert_eq!(tagged, 30, "writer {w}'s change applied exactly once");
+    }
+    // Without --wait a second writer gets a typed conflict while the lock is held.
+    let lock = Path::new(&ds).join("_fsk").join("lease.json");
+    std::fs::create_dir_all(lock.parent().expect("parent")).expect("dir");
+    let holder = format!(
+        "{{\"owner\":\"other:1\",\"host\":\"other-host\",\"pid\":1,\"operation\":\"merge\",\"txn\":\"t\",\"expires_at_ms\":{}}}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() + 600_000
+    );
+    std::fs::write(&lock, holder).expect("lease");
+    let err = fails(&["merge", &changes[0], &ds, "--key", "id", "--strategy", "upsert"]);
+    assert!(err.contains("conflict") && err.contains("other:1"), "{err}");
+    std::fs::remove_file(&lock).expect("unlock");
+}
+
+trait SpawnOutput {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl SpawnOutput for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
 }

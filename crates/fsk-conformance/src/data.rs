@@ -23,7 +23,10 @@ pub fn sample(start: i64, n: usize) -> RecordBatch {
         .collect();
     let amounts: Vec<f64> = ids.iter().map(|i| *i as f64 * 1.5).collect();
     // 2025-01-01 is day 20089 since the epoch.
-    let days: Vec<i32> = ids.iter().map(|i| 20089 + (i.rem_euclid(3)) as i32).collect();
+    let days: Vec<i32> = ids
+        .iter()
+        .map(|i| 20089 + (i.rem_euclid(3)) as i32)
+        .collect();
     RecordBatch::try_new(
         sample_schema(),
         vec![
@@ -65,7 +68,10 @@ pub fn small_int32(ids: &[i32]) -> RecordBatch {
 
 /// Batches from memory.
 pub fn batches(batches: Vec<RecordBatch>) -> Batches {
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(sample_schema);
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(sample_schema);
     Batches::from_batches(schema, batches)
 }
 
@@ -111,7 +117,11 @@ pub async fn read_rows(
         .await
         .unwrap_or_else(|e| panic!("read stream {location} failed: {e}"));
     for batch in &batches {
-        assert_eq!(batch.schema(), schema, "every batch has the announced schema");
+        assert_eq!(
+            batch.schema(),
+            schema,
+            "every batch has the announced schema"
+        );
     }
     (schema, rows(&batches))
 }
@@ -142,7 +152,10 @@ pub async fn data_files(location: &Location) -> Vec<String> {
 pub async fn put(location: &Location, relative: &str, bytes: &'static [u8]) {
     location
         .store()
-        .put(&location.child(relative), bytes::Bytes::from_static(bytes).into())
+        .put(
+            &location.child(relative),
+            bytes::Bytes::from_static(bytes).into(),
+        )
         .await
         .expect("put");
 }
@@ -154,5 +167,7 @@ pub async fn footer(location: &Location, relative: &str) -> fsk_core::footer::Fi
         .into_iter()
         .find(|f| f.relative == relative)
         .unwrap_or_else(|| panic!("no data file {relative}"));
-    fsk_core::footer::read_footer(location, file).await.expect("footer")
+    fsk_core::footer::read_footer(location, file)
+        .await
+        .expect("footer")
 }

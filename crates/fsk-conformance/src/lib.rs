@@ -8,7 +8,9 @@
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod commit_checks;
 pub mod data;
+pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
 pub mod write_checks;
@@ -130,6 +132,22 @@ checks!(
     read_checks::corrupt_file_is_named,
     read_checks::files_with_evolved_schemas_are_unified,
     read_checks::unsupported_operations_are_typed,
+    commit_checks::failure_at_every_step_recovers_to_before_or_after,
+    merge_checks::upsert_updates_and_inserts,
+    merge_checks::composite_keys_match_whole_tuples,
+    merge_checks::insert_adds_only_new_keys,
+    merge_checks::update_changes_only_existing_keys,
+    merge_checks::full_merge_syncs_to_the_source,
+    merge_checks::deduplicate_then_upsert,
+    merge_checks::duplicate_source_keys_last_wins,
+    merge_checks::missing_target_is_created_or_left_alone,
+    merge_checks::incremental_rewrites_only_affected_files,
+    merge_checks::key_scan_confirms_when_statistics_cannot,
+    merge_checks::partitions_are_kept_and_moves_rejected,
+    merge_checks::invalid_merges_are_typed_errors,
+    merge_checks::int32_source_keys_match_int64_dataset,
+    merge_checks::dry_run_plans_without_writing,
+    merge_checks::full_rewrite_mode_gives_the_same_rows,
 );
 
 /// Runs every check on local disk and on `memory://`; panics listing every failure.
@@ -140,7 +158,9 @@ pub async fn run_all(backend: &dyn DatasetBackend) {
         for (name, check) in all_checks() {
             let fixture = Fixture::new(kind);
             ran += 1;
-            let outcome = AssertUnwindSafe(check(backend, &fixture)).catch_unwind().await;
+            let outcome = AssertUnwindSafe(check(backend, &fixture))
+                .catch_unwind()
+                .await;
             if let Err(panic) = outcome {
                 let message = panic
                     .downcast_ref::<String>()
@@ -158,7 +178,10 @@ pub async fn run_all(backend: &dyn DatasetBackend) {
         backend.name(),
         failures.join("\n")
     );
-    eprintln!("{ran} conformance checks passed on the {} engine", backend.name());
+    eprintln!(
+        "{ran} conformance checks passed on the {} engine",
+        backend.name()
+    );
 }
 
 /// [`run_all`] through `Arc<dyn DatasetBackend>`.

@@ -31,31 +31,76 @@ enum Kind {
 }
 
 fn column(kind: Kind, n: usize, seed: u64) -> ArrayRef {
-    let v = |i: usize| (seed.wrapping_mul(6364136223846793005).wrapping_add((i as u64).wrapping_mul(1442695040888963407)) >> 33) as i64;
+    let v = |i: usize| {
+        (seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add((i as u64).wrapping_mul(1442695040888963407))
+            >> 33) as i64
+    };
     let null = |i: usize| v(i) % 7 == 0;
     match kind {
-        Kind::Int64 => Arc::new(Int64Array::from((0..n).map(|i| (!null(i)).then(|| v(i) - (1 << 29))).collect::<Vec<_>>())),
-        Kind::Int32 => Arc::new(Int32Array::from((0..n).map(|i| (!null(i)).then(|| (v(i) % 1000) as i32)).collect::<Vec<_>>())),
-        Kind::Float => Arc::new(Float64Array::from((0..n).map(|i| (!null(i)).then(|| v(i) as f64 / 7.0)).collect::<Vec<_>>())),
-        Kind::Text => Arc::new(StringArray::from((0..n).map(|i| (!null(i)).then(|| format!("t{}", v(i) % 50))).collect::<Vec<_>>())),
-        Kind::Bool => Arc::new(BooleanArray::from((0..n).map(|i| (!null(i)).then(|| v(i) % 2 == 0)).collect::<Vec<_>>())),
+        Kind::Int64 => Arc::new(Int64Array::from(
+            (0..n)
+                .map(|i| (!null(i)).then(|| v(i) - (1 << 29)))
+                .collect::<Vec<_>>(),
+        )),
+        Kind::Int32 => Arc::new(Int32Array::from(
+            (0..n)
+                .map(|i| (!null(i)).then(|| (v(i) % 1000) as i32))
+                .collect::<Vec<_>>(),
+        )),
+        Kind::Float => Arc::new(Float64Array::from(
+            (0..n)
+                .map(|i| (!null(i)).then(|| v(i) as f64 / 7.0))
+                .collect::<Vec<_>>(),
+        )),
+        Kind::Text => Arc::new(StringArray::from(
+            (0..n)
+                .map(|i| (!null(i)).then(|| format!("t{}", v(i) % 50)))
+                .collect::<Vec<_>>(),
+        )),
+        Kind::Bool => Arc::new(BooleanArray::from(
+            (0..n)
+                .map(|i| (!null(i)).then(|| v(i) % 2 == 0))
+                .collect::<Vec<_>>(),
+        )),
         Kind::Decimal => Arc::new(
-            Decimal128Array::from((0..n).map(|i| (!null(i)).then(|| v(i) as i128 - 1000)).collect::<Vec<_>>())
-                .with_precision_and_scale(18, 3)
-                .expect("decimal"),
+            Decimal128Array::from(
+                (0..n)
+                    .map(|i| (!null(i)).then(|| v(i) as i128 - 1000))
+                    .collect::<Vec<_>>(),
+            )
+            .with_precision_and_scale(18, 3)
+            .expect("decimal"),
         ),
         Kind::TimestampTz => Arc::new(
-            TimestampMicrosecondArray::from((0..n).map(|i| (!null(i)).then(|| v(i) * 1_000_000)).collect::<Vec<_>>())
-                .with_timezone("Asia/Tokyo"),
+            TimestampMicrosecondArray::from(
+                (0..n)
+                    .map(|i| (!null(i)).then(|| v(i) * 1_000_000))
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("Asia/Tokyo"),
         ),
         Kind::List => Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
-            (0..n).map(|i| (!null(i)).then(|| (0..(v(i) % 3) as usize).map(|j| Some(j as i64)).collect::<Vec<_>>())),
+            (0..n).map(|i| {
+                (!null(i)).then(|| {
+                    (0..(v(i) % 3) as usize)
+                        .map(|j| Some(j as i64))
+                        .collect::<Vec<_>>()
+                })
+            }),
         )),
         Kind::Struct => {
-            let fields = Fields::from(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)]);
+            let fields = Fields::from(vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("b", DataType::Utf8, true),
+            ]);
             Arc::new(StructArray::new(
                 fields,
-                vec![column(Kind::Int64, n, seed + 1), column(Kind::Text, n, seed + 2)],
+                vec![
+                    column(Kind::Int64, n, seed + 1),
+                    column(Kind::Text, n, seed + 2),
+                ],
                 None,
             ))
         }
@@ -94,18 +139,32 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         proptest::option::of(0usize..2),
         any::<u64>(),
     )
-        .prop_map(|(kinds, rows, max_rows_per_file, partition, seed)| Case { kinds, rows, max_rows_per_file, partition, seed })
+        .prop_map(|(kinds, rows, max_rows_per_file, partition, seed)| Case {
+            kinds,
+            rows,
+            max_rows_per_file,
+            partition,
+            seed,
+        })
 }
 
 fn build(case: &Case) -> (Vec<RecordBatch>, Option<String>) {
     // Column 0 is always an id; a partition column (if any) is a small int or a text.
     let mut fields = vec![Field::new("id", DataType::Int64, false)];
     for (i, kind) in case.kinds.iter().enumerate() {
-        fields.push(Field::new(format!("c{i}"), column(*kind, 1, 0).data_type().clone(), true));
+        fields.push(Field::new(
+            format!("c{i}"),
+            column(*kind, 1, 0).data_type().clone(),
+            true,
+        ));
     }
     let partition = case.partition.map(|p| {
         let name = format!("p{p}");
-        let data_type = if p == 0 { DataType::Int64 } else { DataType::Utf8 };
+        let data_type = if p == 0 {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        };
         fields.push(Field::new(&name, data_type, true));
         name
     });
@@ -113,15 +172,25 @@ fn build(case: &Case) -> (Vec<RecordBatch>, Option<String>) {
     let mut start = 0i64;
     let mut out = Vec::new();
     for (b, &n) in case.rows.iter().enumerate() {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from((start..start + n as i64).collect::<Vec<_>>()))];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(
+            (start..start + n as i64).collect::<Vec<_>>(),
+        ))];
         for (i, kind) in case.kinds.iter().enumerate() {
             columns.push(column(*kind, n, case.seed ^ ((b * 31 + i) as u64)));
         }
         if let Some(p) = case.partition {
             if p == 0 {
-                columns.push(Arc::new(Int64Array::from((0..n).map(|i| (i % 4 != 3).then_some((i % 3) as i64)).collect::<Vec<_>>())));
+                columns.push(Arc::new(Int64Array::from(
+                    (0..n)
+                        .map(|i| (i % 4 != 3).then_some((i % 3) as i64))
+                        .collect::<Vec<_>>(),
+                )));
             } else {
-                columns.push(Arc::new(StringArray::from((0..n).map(|i| (i % 5 != 4).then(|| ["a b", "c/d", "e%f"][i % 3])).collect::<Vec<_>>())));
+                columns.push(Arc::new(StringArray::from(
+                    (0..n)
+                        .map(|i| (i % 5 != 4).then(|| ["a b", "c/d", "e%f"][i % 3]))
+                        .collect::<Vec<_>>(),
+                )));
             }
         }
         start += n as i64;
@@ -145,7 +214,10 @@ pub async fn write_read_round_trip(backend: &dyn DatasetBackend, cases: u32) {
             Ok(())
         });
         if let Err(e) = result {
-            panic!("write/read round trip property failed on {}: {e}", backend.name());
+            panic!(
+                "write/read round trip property failed on {}: {e}",
+                backend.name()
+            );
         }
     });
 }
@@ -161,7 +233,12 @@ async fn check_case(backend: &dyn DatasetBackend, case: Case) {
     if let Some(p) = &partition {
         options = options.with_partition_by([p.clone()]);
     }
-    let names: Vec<String> = input[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = input[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let expected = rows(&input);
     let total: usize = input.iter().map(|b| b.num_rows()).sum();
     let report = backend
@@ -170,14 +247,179 @@ async fn check_case(backend: &dyn DatasetBackend, case: Case) {
         .unwrap_or_else(|e| panic!("{case:?}: {e}"));
     assert_eq!(report.total_rows as usize, total, "{case:?}");
     if let Some(m) = case.max_rows_per_file {
-        assert!(report.files.iter().all(|f| f.row_count as usize <= m), "{case:?}");
+        assert!(
+            report.files.iter().all(|f| f.row_count as usize <= m),
+            "{case:?}"
+        );
     }
     let mut read = ReadOptions::default().with_columns(names);
     if let Some(p) = &partition {
-        let t = if p == "p0" { DataType::Int64 } else { DataType::Utf8 };
+        let t = if p == "p0" {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        };
         read = read.with_partition_type(p.clone(), t);
     }
-    let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
-    let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    let got = backend
+        .read(&loc, &read)
+        .await
+        .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    let got = got
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{case:?}: {e}"));
     assert_eq!(rows(&got), expected, "{case:?}");
+}
+
+/// One generated merge case: target files (disjoint or overlapping id ranges), a change set
+/// with possible duplicate keys, a strategy, and whether the dataset is partitioned.
+#[derive(Clone, Debug)]
+pub struct MergeCase {
+    files: Vec<Vec<i64>>,
+    changes: Vec<i64>,
+    strategy: usize,
+    partitioned: bool,
+    max_rows_per_file: Option<usize>,
+}
+
+fn merge_case_strategy() -> impl Strategy<Value = MergeCase> {
+    (
+        proptest::collection::vec(proptest::collection::btree_set(0i64..200, 0..25), 0..5),
+        proptest::collection::vec(0i64..220, 0..30),
+        0usize..5,
+        any::<bool>(),
+        proptest::option::of(1usize..12),
+    )
+        .prop_map(|(files, changes, strategy, partitioned, max_rows_per_file)| {
+            // Keys are unique across the target.
+            let mut seen = std::collections::BTreeSet::new();
+            let files = files
+                .into_iter()
+                .map(|f| f.into_iter().filter(|id| seen.insert(*id)).collect::<Vec<_>>())
+                .filter(|f| !f.is_empty())
+                .collect();
+            MergeCase { files, changes, strategy, partitioned, max_rows_per_file }
+        })
+}
+
+fn merge_batch(ids: &[i64], tag: &str) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("day", DataType::Int64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+            Arc::new(StringArray::from(ids.iter().enumerate().map(|(i, id)| format!("{tag}{id}.{i}")).collect::<Vec<_>>())),
+            // The partition follows the key, so no key ever moves.
+            Arc::new(Int64Array::from(ids.iter().map(|id| id % 3).collect::<Vec<_>>())),
+        ],
+    )
+    .expect("batch")
+}
+
+/// Random targets and change sets, every strategy, against a naive in-memory model.
+/// Needs a multi-threaded Tokio runtime.
+pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
+    use fsk_core::merge::{MergeOptions, Strategy as MergeStrategy};
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+        let result = runner.run(&merge_case_strategy(), |case| {
+            handle.block_on(async {
+                let strategies = [
+                    MergeStrategy::Insert,
+                    MergeStrategy::Update,
+                    MergeStrategy::Upsert,
+                    MergeStrategy::FullMerge,
+                    MergeStrategy::Deduplicate,
+                ];
+                let strategy = strategies[case.strategy];
+                let dir = tempfile::tempdir().expect("dir");
+                let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string()).expect("loc");
+                let mut model: Vec<RecordBatch> = Vec::new();
+                for ids in &case.files {
+                    let batch = merge_batch(ids, "t");
+                    let mut options = WriteOptions::default();
+                    if case.partitioned {
+                        options = options.with_partition_by(["day"]);
+                    }
+                    if let Some(m) = case.max_rows_per_file {
+                        options = options.with_max_rows_per_file(m);
+                    }
+                    backend.write(&loc, batches(vec![batch.clone()]), &options).await.expect("seed");
+                    model.push(batch);
+                }
+                let source = merge_batch(&case.changes, "s");
+                // The model: rows by key.
+                let mut target: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+                for batch in &model {
+                    for row in rows(std::slice::from_ref(batch)) {
+                        let id: i64 = row.split('|').next().expect("id").trim_start_matches("id=").parse().expect("int");
+                        target.insert(id, row);
+                    }
+                }
+                let mut last: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+                for (i, id) in case.changes.iter().enumerate() {
+                    last.insert(*id, rows(&[source.slice(i, 1)]).remove(0));
+                }
+                let mut expected = target.clone();
+                match strategy {
+                    MergeStrategy::Insert => {
+                        for (id, row) in &last {
+                            expected.entry(*id).or_insert_with(|| row.clone());
+                        }
+                    }
+                    MergeStrategy::Update => {
+                        for (id, row) in &last {
+                            if let Some(slot) = expected.get_mut(id) {
+                                *slot = row.clone();
+                            }
+                        }
+                    }
+                    MergeStrategy::Upsert | MergeStrategy::Deduplicate => {
+                        for (id, row) in &last {
+                            expected.insert(*id, row.clone());
+                        }
+                    }
+                    MergeStrategy::FullMerge => expected = last.clone(),
+                }
+                let mut options = MergeOptions::new(["id"], strategy);
+                options.write.max_rows_per_file = case.max_rows_per_file;
+                let report = backend
+                    .merge(&loc, batches(vec![source]), &options)
+                    .await
+                    .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                let expected_rows: Vec<String> = {
+                    let mut v: Vec<String> = expected.values().cloned().collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(report.total as usize, expected_rows.len(), "{case:?}");
+                let matched = last.keys().filter(|k| target.contains_key(k)).count() as u64;
+                let new = last.len() as u64 - matched;
+                let (ins, upd) = match strategy {
+                    MergeStrategy::Insert => (new, 0),
+                    MergeStrategy::Update => (0, matched),
+                    _ => (new, matched),
+                };
+                assert_eq!((report.inserted, report.updated), (ins, upd), "{case:?}");
+                if report.files.is_empty() {
+                    // Nothing was ever written (for example update into a missing dataset).
+                    assert!(expected_rows.is_empty(), "{case:?}");
+                    return Ok(());
+                }
+                let read = ReadOptions::default().with_columns(["id", "v", "day"]);
+                let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                assert_eq!(rows(&got), expected_rows, "{case:?}");
+                Ok(())
+            })
+        });
+        if let Err(e) = result {
+            panic!("merge model property failed on {}: {e}", backend.name());
+        }
+    });
 }

@@ -12,9 +12,18 @@ use fsk_core::write::WriteOptions;
 use crate::Fixture;
 use crate::data::{batches, data_files, put, read_rows, rows, sample};
 
-async fn write(backend: &dyn DatasetBackend, fx: &Fixture, name: &str, input: Vec<RecordBatch>, options: WriteOptions) -> fsk_core::Location {
+async fn write(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+    name: &str,
+    input: Vec<RecordBatch>,
+    options: WriteOptions,
+) -> fsk_core::Location {
     let loc = fx.location(name);
-    backend.write(&loc, batches(input), &options).await.expect("write");
+    backend
+        .write(&loc, batches(input), &options)
+        .await
+        .expect("write");
     loc
 }
 
@@ -35,12 +44,27 @@ fn ids(rows: &[String]) -> Vec<i64> {
 
 /// Columns come back in the order given, partition columns included.
 pub async fn projection_keeps_the_given_order(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 6)], WriteOptions::default().with_partition_by(["day"])).await;
-    let (schema, got) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["day", "amount", "id"])).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 6)],
+        WriteOptions::default().with_partition_by(["day"]),
+    )
+    .await;
+    let (schema, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_columns(["day", "amount", "id"]),
+    )
+    .await;
     let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, vec!["day", "amount", "id"]);
     assert_eq!(got.len(), 6);
-    assert!(got.iter().all(|r| r.starts_with("day=2025-01-0")), "{got:?}");
+    assert!(
+        got.iter().all(|r| r.starts_with("day=2025-01-0")),
+        "{got:?}"
+    );
     // Without columns: data columns, then partition columns.
     let (schema, _) = read_rows(backend, &loc, &ReadOptions::default()).await;
     let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -49,12 +73,34 @@ pub async fn projection_keeps_the_given_order(backend: &dyn DatasetBackend, fx: 
 
 /// An unknown column is a typed error naming it and listing the available ones.
 pub async fn unknown_column_is_named(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 3)], WriteOptions::default()).await;
-    let err = backend.read(&loc, &ReadOptions::default().with_columns(["id", "nope"])).await.unwrap_err();
-    assert!(matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"), "{err}");
-    assert!(err.to_string().contains("amount"), "lists available columns: {err}");
-    let err = backend.read(&loc, &ReadOptions::default().with_filter("nope = 1")).await.unwrap_err();
-    assert!(matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"), "{err}");
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 3)],
+        WriteOptions::default(),
+    )
+    .await;
+    let err = backend
+        .read(&loc, &ReadOptions::default().with_columns(["id", "nope"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("amount"),
+        "lists available columns: {err}"
+    );
+    let err = backend
+        .read(&loc, &ReadOptions::default().with_filter("nope = 1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"),
+        "{err}"
+    );
 }
 
 /// Comparisons, `!=`/`<>`, AND/OR/NOT, IN, IS [NOT] NULL with SQL's null semantics.
@@ -99,45 +145,124 @@ pub async fn filters_follow_sql_semantics(backend: &dyn DatasetBackend, fx: &Fix
 
 /// Filters on partition columns prune and select.
 pub async fn filter_on_partition_columns(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 12)], WriteOptions::default().with_partition_by(["day"])).await;
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_filter("day = '2025-01-02'")).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 12)],
+        WriteOptions::default().with_partition_by(["day"]),
+    )
+    .await;
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("day = '2025-01-02'"),
+    )
+    .await;
     assert_eq!(ids(&got), vec![1, 4, 7, 10]);
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_filter("day > '2025-01-01' AND id < 6")).await;
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("day > '2025-01-01' AND id < 6"),
+    )
+    .await;
     assert_eq!(ids(&got), vec![1, 2, 4, 5]);
     let options = ReadOptions::default().with_filter("day = '2025-01-02'");
-    let plan = fsk_core::scan::plan_scan(&loc, &options).await.expect("plan");
+    let plan = fsk_core::scan::plan_scan(&loc, &options)
+        .await
+        .expect("plan");
     assert_eq!(plan.files.len(), 1);
     assert_eq!(plan.files_pruned_by_partition, 2);
 }
 
 /// A string literal compared with a date column is coerced to a date.
 pub async fn filter_coerces_dates(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 9)], WriteOptions::default()).await;
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_filter("day = '2025-01-03'")).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 9)],
+        WriteOptions::default(),
+    )
+    .await;
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("day = '2025-01-03'"),
+    )
+    .await;
     assert_eq!(ids(&got), vec![2, 5, 8]);
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_filter("day IN ('2025-01-01', '2025-01-03') AND id < 4")).await;
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("day IN ('2025-01-01', '2025-01-03') AND id < 4"),
+    )
+    .await;
     assert_eq!(ids(&got), vec![0, 2, 3]);
-    let err = backend.read(&loc, &ReadOptions::default().with_filter("day = 'tomorrow'")).await.unwrap_err();
+    let err = backend
+        .read(
+            &loc,
+            &ReadOptions::default().with_filter("day = 'tomorrow'"),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidFilter { .. }), "{err}");
     assert!(err.to_string().contains("tomorrow"), "{err}");
 }
 
 /// Malformed filters are typed errors naming the problem.
 pub async fn malformed_filter_is_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 3)], WriteOptions::default()).await;
-    for filter in ["id =", "id = 1 AND", "(id = 1", "id = 1)", "id ~ 3", "name = 'open", "", "id = 1 id = 2"] {
-        let err = backend.read(&loc, &ReadOptions::default().with_filter(filter)).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidFilter { .. }), "{filter:?}: {err}");
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 3)],
+        WriteOptions::default(),
+    )
+    .await;
+    for filter in [
+        "id =",
+        "id = 1 AND",
+        "(id = 1",
+        "id = 1)",
+        "id ~ 3",
+        "name = 'open",
+        "",
+        "id = 1 id = 2",
+    ] {
+        let err = backend
+            .read(&loc, &ReadOptions::default().with_filter(filter))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidFilter { .. }),
+            "{filter:?}: {err}"
+        );
     }
-    let err = backend.read(&loc, &ReadOptions::default().with_filter("name = 3")).await.unwrap_err();
+    let err = backend
+        .read(&loc, &ReadOptions::default().with_filter("name = 3"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidFilter { .. }), "{err}");
     assert!(err.to_string().contains("name"), "{err}");
 }
 
 /// The limit counts rows that passed the filter.
 pub async fn limit_applies_after_filter(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 30)], WriteOptions::default().with_max_rows_per_file(4)).await;
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_filter("id >= 10").with_limit(5)).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 30)],
+        WriteOptions::default().with_max_rows_per_file(4),
+    )
+    .await;
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("id >= 10").with_limit(5),
+    )
+    .await;
     assert_eq!(got.len(), 5);
     assert!(ids(&got).iter().all(|&i| i >= 10));
     let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_limit(0)).await;
@@ -150,10 +275,15 @@ pub async fn limit_applies_after_filter(backend: &dyn DatasetBackend, fx: &Fixtu
 pub async fn reads_a_single_file(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let report = backend
-        .write(&loc, batches(vec![sample(0, 10)]), &WriteOptions::default().with_max_rows_per_file(6))
+        .write(
+            &loc,
+            batches(vec![sample(0, 10)]),
+            &WriteOptions::default().with_max_rows_per_file(6),
+        )
         .await
         .expect("write");
-    let file = fsk_core::Location::parse(&format!("{}/{}", fx.url("ds"), report.files[1].path)).expect("file");
+    let file = fsk_core::Location::parse(&format!("{}/{}", fx.url("ds"), report.files[1].path))
+        .expect("file");
     let (_, got) = read_rows(backend, &file, &ReadOptions::default()).await;
     assert_eq!(ids(&got), vec![6, 7, 8, 9]);
 }
@@ -161,10 +291,16 @@ pub async fn reads_a_single_file(backend: &dyn DatasetBackend, fx: &Fixture) {
 /// A missing path is a typed NotFound naming it.
 pub async fn missing_path_is_not_found(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("does-not-exist");
-    let err = backend.read(&loc, &ReadOptions::default()).await.unwrap_err();
+    let err = backend
+        .read(&loc, &ReadOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("does-not-exist"), "{err}");
-    let err = backend.stats(&loc, &StatsOptions::default()).await.unwrap_err();
+    let err = backend
+        .stats(&loc, &StatsOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
 
@@ -173,16 +309,29 @@ pub async fn folder_without_data_is_typed(backend: &dyn DatasetBackend, fx: &Fix
     let loc = fx.location("ds");
     put(&loc, "notes.txt", b"x").await;
     put(&loc, "_hidden/a.parquet", b"x").await;
-    let err = backend.read(&loc, &ReadOptions::default()).await.unwrap_err();
+    let err = backend
+        .read(&loc, &ReadOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NoDataFiles { .. }), "{err}");
-    let err = backend.stats(&loc, &StatsOptions::default()).await.unwrap_err();
+    let err = backend
+        .stats(&loc, &StatsOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NoDataFiles { .. }), "{err}");
     assert!(err.to_string().contains(".parquet"), "{err}");
 }
 
 /// Hidden (`_`, `.`) and non-parquet files are never data.
 pub async fn hidden_and_foreign_files_are_ignored(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 5)], WriteOptions::default()).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 5)],
+        WriteOptions::default(),
+    )
+    .await;
     put(&loc, "_SUCCESS", b"").await;
     put(&loc, "_tmp/garbage.parquet", b"garbage").await;
     put(&loc, ".spark/garbage.parquet", b"garbage").await;
@@ -190,7 +339,10 @@ pub async fn hidden_and_foreign_files_are_ignored(backend: &dyn DatasetBackend, 
     put(&loc, "notes.txt", b"notes").await;
     let (_, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
     assert_eq!(got, rows(&[sample(0, 5)]));
-    let stats = backend.stats(&loc, &StatsOptions::default()).await.expect("stats");
+    let stats = backend
+        .stats(&loc, &StatsOptions::default())
+        .await
+        .expect("stats");
     assert_eq!(stats.files.len(), 1);
 }
 
@@ -209,8 +361,20 @@ pub async fn partition_types_are_inferred_or_given(backend: &dyn DatasetBackend,
         ],
     )
     .expect("batch");
-    let loc = write(backend, fx, "ds", vec![batch.clone()], WriteOptions::default().with_partition_by(["n", "s"])).await;
-    let (schema, got) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "n", "s"])).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![batch.clone()],
+        WriteOptions::default().with_partition_by(["n", "s"]),
+    )
+    .await;
+    let (schema, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_columns(["id", "n", "s"]),
+    )
+    .await;
     assert_eq!(schema.field(1).data_type(), &DataType::Int64);
     assert_eq!(schema.field(2).data_type(), &DataType::Utf8);
     assert_eq!(got, rows(&[batch]));
@@ -222,21 +386,41 @@ pub async fn partition_types_are_inferred_or_given(backend: &dyn DatasetBackend,
         &ReadOptions::default().with_partition_type("n", DataType::Utf8),
     )
     .await;
-    assert_eq!(schema.field_with_name("n").expect("n").data_type(), &DataType::Utf8);
+    assert_eq!(
+        schema.field_with_name("n").expect("n").data_type(),
+        &DataType::Utf8
+    );
 }
 
 /// `stats` lists every file with its size and rows, and the totals.
 pub async fn stats_lists_files_and_totals(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 10)], WriteOptions::default().with_max_rows_per_file(4)).await;
-    let stats = backend.stats(&loc, &StatsOptions::default()).await.expect("stats");
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 10)],
+        WriteOptions::default().with_max_rows_per_file(4),
+    )
+    .await;
+    let stats = backend
+        .stats(&loc, &StatsOptions::default())
+        .await
+        .expect("stats");
     assert_eq!(stats.files.len(), 3);
     assert_eq!(stats.total_rows, 10);
     let mut paths: Vec<_> = stats.files.iter().map(|f| f.path.clone()).collect();
-    let sorted = { let mut p = paths.clone(); p.sort(); p };
+    let sorted = {
+        let mut p = paths.clone();
+        p.sort();
+        p
+    };
     assert_eq!(paths, sorted, "files are sorted by path");
     paths.sort();
     assert_eq!(paths, data_files(&loc).await);
-    assert_eq!(stats.total_bytes, stats.files.iter().map(|f| f.size_bytes).sum::<u64>());
+    assert_eq!(
+        stats.total_bytes,
+        stats.files.iter().map(|f| f.size_bytes).sum::<u64>()
+    );
     let mut counts: Vec<u64> = stats.files.iter().map(|f| f.num_rows).collect();
     counts.sort();
     assert_eq!(counts, vec![2, 4, 4]);
@@ -247,7 +431,10 @@ pub async fn stats_lists_files_and_totals(backend: &dyn DatasetBackend, fx: &Fix
 }
 
 /// `--partition-filter n=1` matches whole values at any depth; `a=1/b=2` needs both.
-pub async fn stats_partition_filter_matches_whole_values(backend: &dyn DatasetBackend, fx: &Fixture) {
+pub async fn stats_partition_filter_matches_whole_values(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+) {
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -261,11 +448,24 @@ pub async fn stats_partition_filter_matches_whole_values(backend: &dyn DatasetBa
         ],
     )
     .expect("batch");
-    let loc = write(backend, fx, "ds", vec![batch], WriteOptions::default().with_partition_by(["a", "n"])).await;
-    let only = |f: &str| StatsOptions { partition_filter: Some(f.to_string()) };
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![batch],
+        WriteOptions::default().with_partition_by(["a", "n"]),
+    )
+    .await;
+    let only = |f: &str| StatsOptions {
+        partition_filter: Some(f.to_string()),
+    };
     let stats = backend.stats(&loc, &only("n=1")).await.expect("stats");
     assert_eq!(stats.total_rows, 2);
-    assert!(stats.files.iter().all(|f| f.path.contains("/n=1/")), "{:?}", stats.files);
+    assert!(
+        stats.files.iter().all(|f| f.path.contains("/n=1/")),
+        "{:?}",
+        stats.files
+    );
     let stats = backend.stats(&loc, &only("a=x/n=1")).await.expect("stats");
     assert_eq!(stats.files.len(), 1);
     let err = backend.stats(&loc, &only("a=z")).await.unwrap_err();
@@ -275,10 +475,25 @@ pub async fn stats_partition_filter_matches_whole_values(backend: &dyn DatasetBa
 
 /// A corrupt file is a typed error naming it; nothing is modified.
 pub async fn corrupt_file_is_named(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 5)], WriteOptions::default()).await;
-    put(&loc, "zz-broken.parquet", b"PAR1 this is not a parquet file at all").await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 5)],
+        WriteOptions::default(),
+    )
+    .await;
+    put(
+        &loc,
+        "zz-broken.parquet",
+        b"PAR1 this is not a parquet file at all",
+    )
+    .await;
     let before = crate::data::all_objects(&loc).await;
-    let err = backend.stats(&loc, &StatsOptions::default()).await.unwrap_err();
+    let err = backend
+        .stats(&loc, &StatsOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
     assert!(err.to_string().contains("zz-broken.parquet"), "{err}");
     let err = match backend.read(&loc, &ReadOptions::default()).await {
@@ -296,7 +511,10 @@ pub async fn files_with_evolved_schemas_are_unified(backend: &dyn DatasetBackend
     // Written as two separate datasets' files into one folder (overwrite would replace).
     let old = crate::data::small_int32(&[1, 2]);
     let old_loc = fx.location("ds/old");
-    backend.write(&old_loc, batches(vec![old]), &WriteOptions::default()).await.expect("write");
+    backend
+        .write(&old_loc, batches(vec![old]), &WriteOptions::default())
+        .await
+        .expect("write");
     let new = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -311,9 +529,15 @@ pub async fn files_with_evolved_schemas_are_unified(backend: &dyn DatasetBackend
     )
     .expect("batch");
     let new_loc = fx.location("ds/new");
-    backend.write(&new_loc, batches(vec![new]), &WriteOptions::default()).await.expect("write");
+    backend
+        .write(&new_loc, batches(vec![new]), &WriteOptions::default())
+        .await
+        .expect("write");
     let (schema, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
-    assert_eq!(schema.field_with_name("id").expect("id").data_type(), &DataType::Int64);
+    assert_eq!(
+        schema.field_with_name("id").expect("id").data_type(),
+        &DataType::Int64
+    );
     assert_eq!(got.len(), 3);
     assert!(got.contains(&"id=1|v=v1|extra=NULL".to_string()), "{got:?}");
     assert!(got.contains(&"id=3|v=v3|extra=e".to_string()), "{got:?}");
@@ -321,7 +545,14 @@ pub async fn files_with_evolved_schemas_are_unified(backend: &dyn DatasetBackend
 
 /// Operations the engine lacks fail with the typed NotSupported error.
 pub async fn unsupported_operations_are_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = write(backend, fx, "ds", vec![sample(0, 3)], WriteOptions::default()).await;
+    let loc = write(
+        backend,
+        fx,
+        "ds",
+        vec![sample(0, 3)],
+        WriteOptions::default(),
+    )
+    .await;
     let caps = backend.capabilities();
     assert!(caps.write && caps.read, "every engine writes and reads");
     let sql = backend.sql(&loc, "SELECT count(*) FROM dataset").await;
@@ -330,7 +561,10 @@ pub async fn unsupported_operations_are_typed(backend: &dyn DatasetBackend, fx: 
             assert_eq!(engine, backend.name());
             assert_eq!(operation, "sql");
         }
-        (false, other) => panic!("sql is not a capability but returned {:?}", other.map(|_| ())),
+        (false, other) => panic!(
+            "sql is not a capability but returned {:?}",
+            other.map(|_| ())
+        ),
         (true, Ok(result)) => {
             let batch = result.concat().await.expect("sql result");
             assert_eq!(batch.num_rows(), 1);

@@ -14,13 +14,21 @@ use fsk_core::error::Error;
 use fsk_core::write::{Codec, WriteMode, WriteOptions};
 
 use crate::Fixture;
-use crate::data::{all_objects, batches, data_files, footer, put, read_rows, rows, sample, small_int32};
+use crate::data::{
+    all_objects, batches, data_files, footer, put, read_rows, rows, sample, small_int32,
+};
 
 fn is_token_name(name: &str, prefix: &str, suffix: &str) -> bool {
-    let Some(token) = name.strip_prefix(prefix).and_then(|n| n.strip_suffix(suffix)) else {
+    let Some(token) = name
+        .strip_prefix(prefix)
+        .and_then(|n| n.strip_suffix(suffix))
+    else {
         return false;
     };
-    token.len() == 8 && token.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    token.len() == 8
+        && token
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
 /// Written rows read back as the same multiset; the report counts them and names the engine.
@@ -42,10 +50,16 @@ pub async fn write_then_read_round_trips(backend: &dyn DatasetBackend, fx: &Fixt
     let (schema, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
     assert_eq!(got, expected);
     assert_eq!(schema.field(0).data_type(), &DataType::Int64);
-    assert_eq!(footer(&loc, &report.files[0].path).await.file.size, report.files[0].size_bytes);
+    assert_eq!(
+        footer(&loc, &report.files[0].path).await.file.size,
+        report.files[0].size_bytes
+    );
     // No lease, staging or journal is left behind.
     assert!(
-        all_objects(&loc).await.iter().all(|p| !p.starts_with("_fsk/")),
+        all_objects(&loc)
+            .await
+            .iter()
+            .all(|p| !p.starts_with("_fsk/")),
         "{:?}",
         all_objects(&loc).await
     );
@@ -55,7 +69,10 @@ pub async fn write_then_read_round_trips(backend: &dyn DatasetBackend, fx: &Fixt
 pub async fn default_file_names_are_unique_tokens(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let options = WriteOptions::default().with_max_rows_per_file(2);
-    let report = backend.write(&loc, batches(vec![sample(0, 9)]), &options).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![sample(0, 9)]), &options)
+        .await
+        .expect("write");
     assert_eq!(report.files.len(), 5);
     let mut names: Vec<_> = report.files.iter().map(|f| f.path.clone()).collect();
     for name in &names {
@@ -69,11 +86,18 @@ pub async fn default_file_names_are_unique_tokens(backend: &dyn DatasetBackend, 
 /// Append adds files and keeps the existing ones byte for byte.
 pub async fn append_keeps_existing_files(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    let first = backend.write(&loc, batches(vec![sample(0, 5)]), &WriteOptions::default()).await.expect("write");
+    let first = backend
+        .write(&loc, batches(vec![sample(0, 5)]), &WriteOptions::default())
+        .await
+        .expect("write");
     let before = footer(&loc, &first.files[0].path).await.file.size;
     for round in 1..4 {
         backend
-            .write(&loc, batches(vec![sample(round * 100, 5)]), &WriteOptions::default())
+            .write(
+                &loc,
+                batches(vec![sample(round * 100, 5)]),
+                &WriteOptions::default(),
+            )
             .await
             .expect("append");
     }
@@ -90,7 +114,10 @@ pub async fn append_keeps_existing_files(backend: &dyn DatasetBackend, fx: &Fixt
 pub async fn overwrite_replaces_only_parquet_data(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let options = WriteOptions::default().with_partition_by(["day"]);
-    backend.write(&loc, batches(vec![sample(0, 9)]), &options).await.expect("write");
+    backend
+        .write(&loc, batches(vec![sample(0, 9)]), &options)
+        .await
+        .expect("write");
     put(&loc, "README.txt", b"notes").await;
     put(&loc, "_metadata", b"meta").await;
     put(&loc, ".hidden/keep.parquet", b"not data").await;
@@ -106,8 +133,16 @@ pub async fn overwrite_replaces_only_parquet_data(backend: &dyn DatasetBackend, 
     assert_eq!(report.mode, WriteMode::Overwrite);
     assert_eq!(report.removed_files.len(), 3);
     let objects = all_objects(&loc).await;
-    for kept in ["README.txt", "_metadata", ".hidden/keep.parquet", "_staging_other/x.parquet"] {
-        assert!(objects.contains(&kept.to_string()), "{kept} kept: {objects:?}");
+    for kept in [
+        "README.txt",
+        "_metadata",
+        ".hidden/keep.parquet",
+        "_staging_other/x.parquet",
+    ] {
+        assert!(
+            objects.contains(&kept.to_string()),
+            "{kept} kept: {objects:?}"
+        );
     }
     assert_eq!(data_files(&loc).await.len(), 1);
     let (_, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
@@ -118,7 +153,10 @@ pub async fn overwrite_replaces_only_parquet_data(backend: &dyn DatasetBackend, 
 pub async fn overwrite_creates_missing_dataset(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("nested/deeper/ds");
     let options = WriteOptions::default().with_mode(WriteMode::Overwrite);
-    let report = backend.write(&loc, batches(vec![sample(0, 3)]), &options).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![sample(0, 3)]), &options)
+        .await
+        .expect("write");
     assert_eq!(report.total_rows, 3);
     assert!(report.removed_files.is_empty());
     let (_, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
@@ -151,7 +189,12 @@ pub async fn row_group_size_is_a_maximum(backend: &dyn DatasetBackend, fx: &Fixt
         .await
         .expect("write");
     let meta = footer(&loc, &report.files[0].path).await;
-    let sizes: Vec<i64> = meta.metadata().row_groups().iter().map(|rg| rg.num_rows()).collect();
+    let sizes: Vec<i64> = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| rg.num_rows())
+        .collect();
     assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
     assert_eq!(sizes.iter().sum::<i64>(), 13);
 }
@@ -162,10 +205,17 @@ pub async fn basename_template_names_files(backend: &dyn DatasetBackend, fx: &Fi
     let options = WriteOptions::default()
         .with_basename_template("data_{}.parquet")
         .with_max_rows_per_file(5);
-    let report = backend.write(&loc, batches(vec![sample(0, 10)]), &options).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![sample(0, 10)]), &options)
+        .await
+        .expect("write");
     assert_eq!(report.files.len(), 2);
     for file in &report.files {
-        assert!(is_token_name(&file.path, "data_", ".parquet"), "{}", file.path);
+        assert!(
+            is_token_name(&file.path, "data_", ".parquet"),
+            "{}",
+            file.path
+        );
     }
     assert_ne!(report.files[0].path, report.files[1].path);
 }
@@ -175,7 +225,10 @@ pub async fn bad_basename_template_writes_nothing(backend: &dyn DatasetBackend, 
     let loc = fx.location("ds");
     for template in ["data.parquet", "data_{}.csv", "_x_{}.parquet"] {
         let options = WriteOptions::default().with_basename_template(template);
-        let err = backend.write(&loc, batches(vec![sample(0, 3)]), &options).await.unwrap_err();
+        let err = backend
+            .write(&loc, batches(vec![sample(0, 3)]), &options)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         assert!(err.to_string().contains(template), "{err}");
     }
@@ -186,7 +239,10 @@ pub async fn bad_basename_template_writes_nothing(backend: &dyn DatasetBackend, 
 pub async fn empty_input_writes_one_empty_file(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let input = Batches::from_batches(crate::data::sample_schema(), vec![]);
-    let report = backend.write(&loc, input, &WriteOptions::default()).await.expect("write");
+    let report = backend
+        .write(&loc, input, &WriteOptions::default())
+        .await
+        .expect("write");
     assert_eq!(report.files.len(), 1);
     assert_eq!(report.files[0].row_count, 0);
     assert_eq!(report.total_rows, 0);
@@ -207,8 +263,12 @@ pub async fn codecs_are_applied(backend: &dyn DatasetBackend, fx: &Fixture) {
         ("uncompressed", "uncompressed"),
     ] {
         let loc = fx.location(&format!("ds-{}", codec.replace(':', "-")));
-        let options = WriteOptions::default().with_compression(codec.parse::<Codec>().expect("codec"));
-        let report = backend.write(&loc, batches(vec![sample(0, 20)]), &options).await.expect("write");
+        let options =
+            WriteOptions::default().with_compression(codec.parse::<Codec>().expect("codec"));
+        let report = backend
+            .write(&loc, batches(vec![sample(0, 20)]), &options)
+            .await
+            .expect("write");
         let meta = footer(&loc, &report.files[0].path).await;
         assert!(
             meta.codecs.iter().all(|c| c.starts_with(expected)),
@@ -225,21 +285,33 @@ pub async fn codecs_are_applied(backend: &dyn DatasetBackend, fx: &Fixture) {
 pub async fn partition_by_writes_hive_folders(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let options = WriteOptions::default().with_partition_by(["day"]);
-    let report = backend.write(&loc, batches(vec![sample(0, 12)]), &options).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![sample(0, 12)]), &options)
+        .await
+        .expect("write");
     let mut dirs: Vec<String> = report
         .files
         .iter()
         .map(|f| f.path.rsplit_once('/').expect("in a folder").0.to_string())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, vec!["day=2025-01-01", "day=2025-01-02", "day=2025-01-03"]);
+    assert_eq!(
+        dirs,
+        vec!["day=2025-01-01", "day=2025-01-02", "day=2025-01-03"]
+    );
     for file in &report.files {
         let meta = footer(&loc, &file.path).await;
-        assert!(meta.schema.field_with_name("day").is_err(), "day is not stored in files");
+        assert!(
+            meta.schema.field_with_name("day").is_err(),
+            "day is not stored in files"
+        );
         assert_eq!(meta.num_rows, 4);
     }
     let (schema, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
-    assert_eq!(schema.field_with_name("day").expect("day").data_type(), &DataType::Date32);
+    assert_eq!(
+        schema.field_with_name("day").expect("day").data_type(),
+        &DataType::Date32
+    );
     let (_, expected) = {
         let b = sample(0, 12);
         (b.schema(), rows(&[b]))
@@ -250,7 +322,13 @@ pub async fn partition_by_writes_hive_folders(backend: &dyn DatasetBackend, fx: 
 /// Values are percent-encoded into one segment; null is `__HIVE_DEFAULT_PARTITION__`.
 pub async fn partition_values_are_encoded(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    let cities: Vec<Option<&str>> = vec![Some("New York"), Some("a/b"), None, Some("50%=half"), Some("New York")];
+    let cities: Vec<Option<&str>> = vec![
+        Some("New York"),
+        Some("a/b"),
+        None,
+        Some("50%=half"),
+        Some("New York"),
+    ];
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -263,13 +341,28 @@ pub async fn partition_values_are_encoded(backend: &dyn DatasetBackend, fx: &Fix
     )
     .expect("batch");
     let options = WriteOptions::default().with_partition_by(["city"]);
-    let report = backend.write(&loc, batches(vec![batch.clone()]), &options).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![batch.clone()]), &options)
+        .await
+        .expect("write");
     assert_eq!(report.files.len(), 4);
-    let dirs: Vec<String> = report.files.iter().map(|f| f.path.split('/').next().unwrap_or("").to_string()).collect();
+    let dirs: Vec<String> = report
+        .files
+        .iter()
+        .map(|f| f.path.split('/').next().unwrap_or("").to_string())
+        .collect();
     assert!(dirs.contains(&"city=New%20York".to_string()), "{dirs:?}");
     assert!(dirs.contains(&"city=a%2Fb".to_string()), "{dirs:?}");
-    assert!(dirs.contains(&"city=__HIVE_DEFAULT_PARTITION__".to_string()), "{dirs:?}");
-    let (_, got) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "city"])).await;
+    assert!(
+        dirs.contains(&"city=__HIVE_DEFAULT_PARTITION__".to_string()),
+        "{dirs:?}"
+    );
+    let (_, got) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_columns(["id", "city"]),
+    )
+    .await;
     assert_eq!(got, rows(&[batch]));
 }
 
@@ -277,16 +370,29 @@ pub async fn partition_values_are_encoded(backend: &dyn DatasetBackend, fx: &Fix
 pub async fn missing_partition_column_writes_nothing(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     let options = WriteOptions::default().with_partition_by(["region"]);
-    let err = backend.write(&loc, batches(vec![sample(0, 3)]), &options).await.unwrap_err();
-    assert!(matches!(err, Error::ColumnNotFound { ref column, .. } if column == "region"), "{err}");
+    let err = backend
+        .write(&loc, batches(vec![sample(0, 3)]), &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ColumnNotFound { ref column, .. } if column == "region"),
+        "{err}"
+    );
     assert!(data_files(&loc).await.is_empty());
-    assert!(all_objects(&loc).await.is_empty(), "{:?}", all_objects(&loc).await);
+    assert!(
+        all_objects(&loc).await.is_empty(),
+        "{:?}",
+        all_objects(&loc).await
+    );
 }
 
 /// Appending a different schema is a typed error naming the columns; the dataset is untouched.
 pub async fn append_with_incompatible_schema_fails(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    backend.write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default()).await.expect("write");
+    backend
+        .write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default())
+        .await
+        .expect("write");
     let before = all_objects(&loc).await;
     // `amount` as a string: not a lossless promotion.
     let bad = RecordBatch::try_new(
@@ -304,11 +410,21 @@ pub async fn append_with_incompatible_schema_fails(backend: &dyn DatasetBackend,
         ],
     )
     .expect("batch");
-    let err = backend.write(&loc, batches(vec![bad]), &WriteOptions::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::SchemaMismatch { columns, .. } if columns == &vec!["amount".to_string()]), "{err}");
+    let err = backend
+        .write(&loc, batches(vec![bad]), &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaMismatch { columns, .. } if columns == &vec!["amount".to_string()]),
+        "{err}"
+    );
     // A missing column.
     let err = backend
-        .write(&loc, batches(vec![small_int32(&[1])]), &WriteOptions::default())
+        .write(
+            &loc,
+            batches(vec![small_int32(&[1])]),
+            &WriteOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
@@ -330,13 +446,23 @@ pub async fn append_widens_losslessly(backend: &dyn DatasetBackend, fx: &Fixture
         ],
     )
     .expect("batch");
-    backend.write(&loc, batches(vec![wide]), &WriteOptions::default()).await.expect("write");
+    backend
+        .write(&loc, batches(vec![wide]), &WriteOptions::default())
+        .await
+        .expect("write");
     let report = backend
-        .write(&loc, batches(vec![small_int32(&[1, 2])]), &WriteOptions::default())
+        .write(
+            &loc,
+            batches(vec![small_int32(&[1, 2])]),
+            &WriteOptions::default(),
+        )
         .await
         .expect("append int32");
     let meta = footer(&loc, &report.files[0].path).await;
-    assert_eq!(meta.schema.field_with_name("id").expect("id").data_type(), &DataType::Int64);
+    assert_eq!(
+        meta.schema.field_with_name("id").expect("id").data_type(),
+        &DataType::Int64
+    );
     let (schema, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
     assert_eq!(schema.field(0).data_type(), &DataType::Int64);
     assert_eq!(got.len(), 3);
@@ -345,11 +471,18 @@ pub async fn append_widens_losslessly(backend: &dyn DatasetBackend, fx: &Fixture
 /// A dataset path that is an existing file is a typed error.
 pub async fn dataset_path_that_is_a_file_fails(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    let report = backend.write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default()).await.expect("write");
+    let report = backend
+        .write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default())
+        .await
+        .expect("write");
     let file_url = format!("{}/{}", fx.url("ds"), report.files[0].path);
     let file_loc = fsk_core::Location::parse(&file_url).expect("location");
     let err = backend
-        .write(&file_loc, batches(vec![sample(0, 3)]), &WriteOptions::default())
+        .write(
+            &file_loc,
+            batches(vec![sample(0, 3)]),
+            &WriteOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotADirectory { .. }), "{err}");
@@ -380,14 +513,38 @@ pub async fn arrow_types_are_kept(backend: &dyn DatasetBackend, fx: &Fixture) {
         .with_precision_and_scale(10, 2)
         .expect("decimal");
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("i8", Arc::new(Int8Array::from(vec![Some(-1), None, Some(127)]))),
-        ("i16", Arc::new(Int16Array::from(vec![Some(-300), Some(0), None]))),
-        ("i32", Arc::new(Int32Array::from(vec![Some(1), None, Some(i32::MIN)]))),
-        ("i64", Arc::new(Int64Array::from(vec![Some(i64::MAX), None, Some(0)]))),
-        ("u16", Arc::new(UInt16Array::from(vec![Some(65535), None, Some(1)]))),
-        ("u64", Arc::new(UInt64Array::from(vec![Some(u64::MAX), None, Some(1)]))),
-        ("f32", Arc::new(Float32Array::from(vec![Some(1.5), None, Some(-0.25)]))),
-        ("b", Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)]))),
+        (
+            "i8",
+            Arc::new(Int8Array::from(vec![Some(-1), None, Some(127)])),
+        ),
+        (
+            "i16",
+            Arc::new(Int16Array::from(vec![Some(-300), Some(0), None])),
+        ),
+        (
+            "i32",
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(i32::MIN)])),
+        ),
+        (
+            "i64",
+            Arc::new(Int64Array::from(vec![Some(i64::MAX), None, Some(0)])),
+        ),
+        (
+            "u16",
+            Arc::new(UInt16Array::from(vec![Some(65535), None, Some(1)])),
+        ),
+        (
+            "u64",
+            Arc::new(UInt64Array::from(vec![Some(u64::MAX), None, Some(1)])),
+        ),
+        (
+            "f32",
+            Arc::new(Float32Array::from(vec![Some(1.5), None, Some(-0.25)])),
+        ),
+        (
+            "b",
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+        ),
         ("dec", Arc::new(decimal)),
         (
             "ts_utc",
@@ -405,9 +562,16 @@ pub async fn arrow_types_are_kept(backend: &dyn DatasetBackend, fx: &Fixture) {
         ),
         (
             "ts_naive",
-            Arc::new(TimestampMicrosecondArray::from(vec![Some(1), None, Some(2)])),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                Some(1),
+                None,
+                Some(2),
+            ])),
         ),
-        ("d", Arc::new(Date32Array::from(vec![Some(20089), None, Some(-1)]))),
+        (
+            "d",
+            Arc::new(Date32Array::from(vec![Some(20089), None, Some(-1)])),
+        ),
         ("list", Arc::new(list)),
         ("st", Arc::new(structs)),
     ];
@@ -417,13 +581,24 @@ pub async fn arrow_types_are_kept(backend: &dyn DatasetBackend, fx: &Fixture) {
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())
-        .expect("batch");
-    backend.write(&loc, batches(vec![batch.clone()]), &WriteOptions::default()).await.expect("write");
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("batch");
+    backend
+        .write(&loc, batches(vec![batch.clone()]), &WriteOptions::default())
+        .await
+        .expect("write");
     let (got_schema, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
     for (want, have) in schema.fields().iter().zip(got_schema.fields()) {
         assert_eq!(want.name(), have.name());
-        assert_eq!(want.data_type(), have.data_type(), "type of {}", want.name());
+        assert_eq!(
+            want.data_type(),
+            have.data_type(),
+            "type of {}",
+            want.name()
+        );
     }
     assert_eq!(got, rows(&[batch]));
 }
@@ -435,23 +610,37 @@ pub async fn invalid_options_are_typed_errors(backend: &dyn DatasetBackend, fx: 
         WriteOptions::default().with_max_rows_per_file(0),
         WriteOptions::default().with_row_group_size(0),
     ] {
-        let err = backend.write(&loc, batches(vec![sample(0, 3)]), &options).await.unwrap_err();
+        let err = backend
+            .write(&loc, batches(vec![sample(0, 3)]), &options)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         assert!(err.to_string().contains('0'), "{err}");
     }
     let err = "snappyy".parse::<Codec>().unwrap_err();
-    assert!(err.to_string().contains("snappyy") && err.to_string().contains("zstd"), "{err}");
+    assert!(
+        err.to_string().contains("snappyy") && err.to_string().contains("zstd"),
+        "{err}"
+    );
     let err = "upsert".parse::<WriteMode>().unwrap_err();
-    assert!(err.to_string().contains("upsert") && err.to_string().contains("overwrite"), "{err}");
+    assert!(
+        err.to_string().contains("upsert") && err.to_string().contains("overwrite"),
+        "{err}"
+    );
     assert!(all_objects(&loc).await.is_empty());
 }
 
 /// A write while another writer holds the lease fails with a conflict; nothing is written.
 pub async fn locked_dataset_is_a_conflict(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    backend.write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default()).await.expect("write");
+    backend
+        .write(&loc, batches(vec![sample(0, 3)]), &WriteOptions::default())
+        .await
+        .expect("write");
     let before = data_files(&loc).await;
-    let held = fsk_core::commit::Transaction::begin(&loc, "test", None).await.expect("lease");
+    let held = fsk_core::commit::Transaction::begin(&loc, "test", None)
+        .await
+        .expect("lease");
     let err = backend
         .write(&loc, batches(vec![sample(10, 3)]), &WriteOptions::default())
         .await

@@ -26,7 +26,9 @@ pub struct Batches {
 
 impl fmt::Debug for Batches {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Batches").field("schema", &self.schema).finish()
+        f.debug_struct("Batches")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -210,6 +212,16 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
     /// Lists data files with sizes and row counts from the footers.
     async fn stats(&self, location: &Location, options: &StatsOptions) -> Result<StatsReport> {
         crate::ops::stats(location, options).await
+    }
+
+    /// Merges `source` into the dataset by key.
+    async fn merge(
+        &self,
+        _location: &Location,
+        _source: Batches,
+        _options: &crate::merge::MergeOptions,
+    ) -> Result<crate::merge::MergeReport> {
+        Err(self.not_supported("merge"))
     }
 
     /// Runs a SQL query over the dataset registered as table `dataset`.

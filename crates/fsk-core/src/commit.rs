@@ -49,35 +49,57 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
-/// Test-only fault injection. With the `failpoints` feature, [`failpoint`] fails when the
-/// named point is armed; without it, it compiles to nothing.
+/// Test-only fault injection. With the `failpoints` feature, [`failpoints::failpoint`] fails
+/// when the named point is armed for the dataset at hand; without it, it compiles to nothing.
 pub mod failpoints {
     #[cfg(feature = "failpoints")]
     use std::sync::Mutex;
 
     #[cfg(feature = "failpoints")]
-    static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static ARMED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
-    /// Arms a failpoint by name (only with the `failpoints` feature).
+    /// Every failpoint, in protocol order.
+    pub const ALL: [&str; 6] = [
+        "write.close_file",
+        "commit.before_journal",
+        "commit.after_journal",
+        "commit.during_publish",
+        "commit.after_publish",
+        "commit.during_remove",
+    ];
+
+    /// Arms failpoint `name` for the dataset displayed as `dataset` (only with the
+    /// `failpoints` feature). Scoping by dataset keeps parallel tests apart.
     #[cfg(feature = "failpoints")]
-    pub fn arm(name: &str) {
-        ARMED.lock().expect("failpoints").push(name.to_string());
+    pub fn arm(name: &str, dataset: &str) {
+        ARMED
+            .lock()
+            .expect("failpoints")
+            .push((name.to_string(), dataset.to_string()));
     }
 
-    /// Disarms every failpoint.
+    /// Disarms every failpoint of `dataset`.
     #[cfg(feature = "failpoints")]
-    pub fn clear() {
-        ARMED.lock().expect("failpoints").clear();
+    pub fn clear(dataset: &str) {
+        ARMED.lock().expect("failpoints").retain(|(_, d)| d != dataset);
     }
 
-    /// Fails with [`crate::Error::Internal`] when `name` is armed.
+    /// Fails with [`crate::Error::Internal`] when `name` is armed for `dataset`.
     #[inline]
-    pub fn failpoint(name: &str) -> crate::Result<()> {
+    pub fn failpoint(name: &str, dataset: &crate::storage::Location) -> crate::Result<()> {
         #[cfg(feature = "failpoints")]
-        if ARMED.lock().expect("failpoints").iter().any(|n| n == name) {
-            return Err(crate::Error::Internal(format!("failpoint {name} triggered")));
+        {
+            let display = dataset.to_string();
+            if ARMED
+                .lock()
+                .expect("failpoints")
+                .iter()
+                .any(|(n, d)| n == name && *d == display)
+            {
+                return Err(crate::Error::Internal(format!("failpoint {name} triggered")));
+            }
         }
-        let _ = name;
+        let _ = (name, dataset);
         Ok(())
     }
 }
@@ -168,6 +190,27 @@ pub struct RecoveryReport {
     pub rolled_back: Vec<String>,
 }
 
+/// The staging area of one transaction: new files are written here, hidden from readers,
+/// until the commit publishes them.
+#[derive(Clone, Debug)]
+pub struct Staging {
+    location: Location,
+    txn: String,
+}
+
+impl Staging {
+    /// The dataset.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The staging path (relative to the root) for a file whose final relative path is
+    /// `target`.
+    pub fn staging_relative(&self, target: &str) -> String {
+        format!("{FSK_DIR}/staging/{}/{target}", self.txn)
+    }
+}
+
 /// A held lease. Renewed in the background until released or dropped.
 struct Lease {
     path: Path,
@@ -183,6 +226,8 @@ pub struct Transaction {
     publish: Vec<PublishEntry>,
     remove: Vec<String>,
     recovery: RecoveryReport,
+    /// Whether the local dataset folder existed before the lease created it.
+    root_existed: bool,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -279,10 +324,7 @@ async fn acquire_lease(
             Err(object_store::Error::NotImplemented { .. }) => {
                 return Err(Error::NotSupported {
                     engine: "storage".to_string(),
-                    operation: format!(
-                        "conditional put (create-if-absent) on {}",
-                        location
-                    ),
+                    operation: format!("conditional put (create-if-absent) on {}", location),
                 });
             }
             Err(e) => return Err(Error::from_store(location.describe(&path), e)),
@@ -290,12 +332,18 @@ async fn acquire_lease(
     }
 }
 
-fn spawn_renewer(location: Location, path: Path, mut info: LeaseInfo) -> tokio::task::JoinHandle<()> {
+fn spawn_renewer(
+    location: Location,
+    path: Path,
+    mut info: LeaseInfo,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(LEASE_TTL / 3).await;
             info.expires_at_ms = now_ms() + LEASE_TTL.as_millis() as u64;
-            let Ok(body) = serde_json::to_vec(&info) else { return };
+            let Ok(body) = serde_json::to_vec(&info) else {
+                return;
+            };
             if location
                 .store()
                 .put(&path, PutPayload::from(Bytes::from(body)))
@@ -311,8 +359,13 @@ fn spawn_renewer(location: Location, path: Path, mut info: LeaseInfo) -> tokio::
 impl Transaction {
     /// Takes the lease (waiting up to `wait` for another writer), recovers unfinished
     /// transactions, and opens a new one.
-    pub async fn begin(location: &Location, operation: &str, wait: Option<Duration>) -> Result<Self> {
+    pub async fn begin(
+        location: &Location,
+        operation: &str,
+        wait: Option<Duration>,
+    ) -> Result<Self> {
         let txn = format!("{}-{}", now_ms(), random_token());
+        let root_existed = location.local_root().is_none_or(|root| root.exists());
         let lease = acquire_lease(location, operation, &txn, wait).await?;
         let mut tx = Transaction {
             location: location.clone(),
@@ -322,6 +375,7 @@ impl Transaction {
             publish: Vec::new(),
             remove: Vec::new(),
             recovery: RecoveryReport::default(),
+            root_existed,
         };
         match recover_locked(location).await {
             Ok(report) => tx.recovery = report,
@@ -348,10 +402,17 @@ impl Transaction {
         &self.recovery
     }
 
-    /// The staging path (relative to the root) for a file whose final relative path is
-    /// `target`.
-    pub fn staging_relative(&self, target: &str) -> String {
-        format!("{FSK_DIR}/staging/{}/{target}", self.txn)
+    /// Where this transaction stages its files; cheap to clone into parallel writers.
+    pub fn staging(&self) -> Staging {
+        Staging {
+            location: self.location.clone(),
+            txn: self.txn.clone(),
+        }
+    }
+
+    /// Records several staged files to publish.
+    pub fn add_all(&mut self, entries: impl IntoIterator<Item = PublishEntry>) {
+        self.publish.extend(entries);
     }
 
     /// Records a staged file to publish.
@@ -380,7 +441,7 @@ impl Transaction {
     }
 
     async fn commit_inner(&mut self) -> Result<Vec<PublishedFile>> {
-        failpoints::failpoint("commit.before_journal")?;
+        failpoints::failpoint("commit.before_journal", &self.location)?;
         let journal = Journal {
             txn: self.txn.clone(),
             operation: self.operation.clone(),
@@ -388,7 +449,8 @@ impl Transaction {
             remove: self.remove.clone(),
         };
         let path = journal_path(&self.location, &self.txn);
-        let body = serde_json::to_vec_pretty(&journal).map_err(|e| Error::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(&journal).map_err(|e| Error::Internal(e.to_string()))?;
         self.location
             .store()
             .put_opts(
@@ -398,7 +460,7 @@ impl Transaction {
             )
             .await
             .map_err(|e| Error::from_store(self.location.describe(&path), e))?;
-        failpoints::failpoint("commit.after_journal")?;
+        failpoints::failpoint("commit.after_journal", &self.location)?;
         apply_journal(&self.location, &journal).await
     }
 
@@ -426,6 +488,18 @@ impl Transaction {
         if let Some(lease) = self.lease.take() {
             lease.renewer.abort();
             let _ = self.location.store().delete(&lease.path).await;
+            // Local folders outlive their files: remove fsk's own folders once empty, and the
+            // dataset folder if the operation left nothing in it (a no-op merge into a missing
+            // dataset creates nothing). `remove_dir` never removes a folder with content.
+            if let Some(root) = self.location.local_root() {
+                let fsk = root.join(FSK_DIR);
+                for dir in [fsk.join("staging"), fsk.join("txn"), fsk] {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                if !self.root_existed {
+                    let _ = std::fs::remove_dir(root);
+                }
+            }
         }
     }
 }
@@ -496,20 +570,20 @@ async fn apply_journal(location: &Location, journal: &Journal) -> Result<Vec<Pub
                 Err(e) => return Err(Error::from_store(location.describe(&staged), e)),
             }
         }
-        failpoints::failpoint("commit.during_publish")?;
+        failpoints::failpoint("commit.during_publish", location)?;
         published.push(PublishedFile {
             path: target_rel,
             size_bytes: entry.size_bytes,
             row_count: entry.row_count,
         });
     }
-    failpoints::failpoint("commit.after_publish")?;
+    failpoints::failpoint("commit.after_publish", location)?;
     for relative in &journal.remove {
         match store.delete(&location.child(relative)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::from_store(format!("{location}/{relative}"), e)),
         }
-        failpoints::failpoint("commit.during_remove")?;
+        failpoints::failpoint("commit.during_remove", location)?;
     }
     delete_prefix(
         location,
@@ -601,7 +675,11 @@ async fn recover_locked(location: &Location) -> Result<RecoveryReport> {
     }
     for txn in orphans {
         tracing::info!(%txn, "rolling back an unfinished transaction");
-        delete_prefix(location, &location.child(&format!("{FSK_DIR}/staging/{txn}"))).await?;
+        delete_prefix(
+            location,
+            &location.child(&format!("{FSK_DIR}/staging/{txn}")),
+        )
+        .await?;
         report.rolled_back.push(txn);
     }
     Ok(report)
@@ -656,7 +734,10 @@ mod tests {
             expires_at_ms: now_ms() + 600_000,
         };
         loc.store()
-            .put(&lease_path(&loc), PutPayload::from(serde_json::to_vec(&info).unwrap()))
+            .put(
+                &lease_path(&loc),
+                PutPayload::from(serde_json::to_vec(&info).unwrap()),
+            )
             .await
             .unwrap();
         let tx = Transaction::begin(&loc, "write", None).await.unwrap();
@@ -669,7 +750,10 @@ mod tests {
         let store = loc.store();
         // A committed-but-unpublished transaction.
         store
-            .put(&loc.child("_fsk/staging/t1/a.parquet"), PutPayload::from_static(b"new"))
+            .put(
+                &loc.child("_fsk/staging/t1/a.parquet"),
+                PutPayload::from_static(b"new"),
+            )
             .await
             .unwrap();
         store
@@ -688,12 +772,18 @@ mod tests {
             remove: vec!["old.parquet".into()],
         };
         store
-            .put(&journal_path(&loc, "t1"), PutPayload::from(serde_json::to_vec(&journal).unwrap()))
+            .put(
+                &journal_path(&loc, "t1"),
+                PutPayload::from(serde_json::to_vec(&journal).unwrap()),
+            )
             .await
             .unwrap();
         // An orphan staging folder.
         store
-            .put(&loc.child("_fsk/staging/t2/b.parquet"), PutPayload::from_static(b"x"))
+            .put(
+                &loc.child("_fsk/staging/t2/b.parquet"),
+                PutPayload::from_static(b"x"),
+            )
             .await
             .unwrap();
         let report = recover(&loc, None).await.unwrap();
@@ -701,9 +791,16 @@ mod tests {
         assert_eq!(report.rolled_back, vec!["t2".to_string()]);
         assert!(store.head(&loc.child("a.parquet")).await.is_ok());
         assert!(store.head(&loc.child("old.parquet")).await.is_err());
-        let leftovers: Vec<_> = store.list(Some(&loc.child("_fsk"))).try_collect().await.unwrap();
+        let leftovers: Vec<_> = store
+            .list(Some(&loc.child("_fsk")))
+            .try_collect()
+            .await
+            .unwrap();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         // Idempotent.
-        assert_eq!(recover(&loc, None).await.unwrap(), RecoveryReport::default());
+        assert_eq!(
+            recover(&loc, None).await.unwrap(),
+            RecoveryReport::default()
+        );
     }
 }

@@ -224,9 +224,9 @@ fn extreme(
     ) else {
         return (None, false);
     };
-    for i in 0..values.len() {
+    for (i, &group_rows) in rows.iter().enumerate().take(values.len()) {
         if values.is_null(i) {
-            let all_null = nulls.is_valid(i) && nulls.value(i) == rows[i];
+            let all_null = nulls.is_valid(i) && nulls.value(i) == group_rows;
             if all_null {
                 continue;
             }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod filter;
 pub mod footer;
 pub mod listing;
+pub mod merge;
 pub mod ops;
 pub mod partition;
 pub mod scan;
@@ -26,6 +27,7 @@ pub use backend::{
     StatsReport, WriteReport,
 };
 pub use error::{Error, Result};
+pub use merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
 pub use storage::{Location, StorageOptions, StoreKind};
 pub use write::{Codec, WriteMode, WriteOptions, WrittenFile};
 

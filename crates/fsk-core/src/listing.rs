@@ -234,7 +234,12 @@ mod tests {
     #[tokio::test]
     async fn lists_memory_datasets() {
         let loc = Location::parse("memory://listing-test/ds").unwrap();
-        for rel in ["b.parquet", "day=1/a.parquet", "_fsk/x.parquet", "notes.txt"] {
+        for rel in [
+            "b.parquet",
+            "day=1/a.parquet",
+            "_fsk/x.parquet",
+            "notes.txt",
+        ] {
             object_store::ObjectStoreExt::put(
                 loc.store().as_ref(),
                 &loc.child(rel),
@@ -247,6 +252,9 @@ mod tests {
         let names: Vec<_> = files.iter().map(|f| f.relative.as_str()).collect();
         assert_eq!(names, vec!["b.parquet", "day=1/a.parquet"]);
         let missing = Location::parse("memory://listing-test/nope").unwrap();
-        assert!(matches!(data_files(&missing).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            data_files(&missing).await,
+            Err(Error::NotFound { .. })
+        ));
     }
 }

@@ -14,15 +14,23 @@ use crate::schema::{check_fits, conform_batch};
 use crate::storage::Location;
 use crate::write::{DatasetWriter, WriteMode, WriteOptions, WrittenFile};
 
-/// Fails with [`Error::NotADirectory`] when the dataset path is an existing file.
-pub async fn ensure_dataset_path(location: &Location) -> Result<Listing> {
-    let listing = listing::list(location).await?;
-    if let Listing::File(_) = listing {
+/// Fails with [`Error::NotADirectory`] when the dataset path is an existing file (one stat
+/// locally, at most one HEAD on an object store).
+pub async fn reject_file_path(location: &Location) -> Result<()> {
+    let is_file = if let Some(local) = location.local_root() {
+        std::fs::metadata(local).is_ok_and(|m| m.is_file())
+    } else {
+        location.root().as_ref().ends_with(".parquet")
+            && object_store::ObjectStoreExt::head(location.store().as_ref(), location.root())
+                .await
+                .is_ok()
+    };
+    if is_file {
         return Err(Error::NotADirectory {
             path: location.to_string(),
         });
     }
-    Ok(listing)
+    Ok(())
 }
 
 /// Writes `input` into the dataset through the commit protocol with the shared writer.
@@ -37,8 +45,8 @@ pub async fn write_dataset(
     options.validate()?;
     let (input_schema, mut stream) = input.into_parts();
     let file_schema = options.file_schema(&input_schema)?;
-    ensure_dataset_path(location).await?;
-    let mut tx = Transaction::begin(location, "write", None).await?;
+    reject_file_path(location).await?;
+    let mut tx = Transaction::begin(location, "write", options.wait).await?;
     let result = async {
         // Listed under the lease, so nothing changes between this listing and the commit.
         let existing = match listing::list(location).await? {
@@ -65,13 +73,14 @@ pub async fn write_dataset(
             }
             Arc::new(arrow::datatypes::Schema::new(fields))
         };
-        let mut writer = DatasetWriter::new(&mut tx, Arc::clone(&writer_schema), options.clone())?;
+        let mut writer =
+            DatasetWriter::new(tx.staging(), Arc::clone(&writer_schema), options.clone())?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let batch = conform_batch(&batch, &writer_schema)?;
             writer.write(&batch).await?;
         }
-        writer.finish().await?;
+        tx.add_all(writer.finish().await?);
         let mut removed = Vec::new();
         if options.mode == WriteMode::Overwrite {
             for file in existing {

@@ -15,7 +15,11 @@ pub const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// Everything but the URI unreserved characters is percent-encoded in a partition value, so a
 /// value always stays one path segment and round-trips exactly.
-const VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Encodes a partition value (`None` is null) into the text after `col=`.
 pub fn encode_value(value: Option<&str>) -> String {
@@ -106,12 +110,12 @@ pub fn typed_value(column: &str, value: Option<&str>, data_type: &DataType) -> R
         return Ok(ScalarValue::null(data_type));
     };
     let array: ArrayRef = match data_type {
-        DataType::Int64 => Arc::new(Int64Array::from(vec![text.parse::<i64>().map_err(|_| {
-            Error::SchemaMismatch {
+        DataType::Int64 => Arc::new(Int64Array::from(vec![text.parse::<i64>().map_err(
+            |_| Error::SchemaMismatch {
                 message: format!("partition value {text:?} of column {column} is not an int64"),
                 columns: vec![column.to_string()],
-            }
-        })?])),
+            },
+        )?])),
         DataType::Date32 => {
             let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
                 Error::SchemaMismatch {
@@ -231,7 +235,11 @@ impl PartitionSchema {
 
     /// `file_schema` with the partition columns appended (a file column of the same name wins).
     pub fn extend(&self, file_schema: &Schema) -> Schema {
-        let mut fields: Vec<Field> = file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         for field in &self.fields {
             if file_schema.field_with_name(field.name()).is_err() {
                 fields.push(field.clone());
@@ -247,7 +255,16 @@ mod tests {
 
     #[test]
     fn values_round_trip_through_encoding() {
-        for value in ["2025-01-01", "New York", "a/b", "50%", "x=y", "é", "", "__x"] {
+        for value in [
+            "2025-01-01",
+            "New York",
+            "a/b",
+            "50%",
+            "x=y",
+            "é",
+            "",
+            "__x",
+        ] {
             let encoded = encode_value(Some(value));
             assert!(!encoded.contains('/'), "{encoded}");
             assert_eq!(decode_value(&encoded).as_deref(), Some(value));
@@ -276,7 +293,10 @@ mod tests {
     #[test]
     fn infers_int_date_and_string() {
         assert_eq!(infer_type([Some("1"), None, Some("-20")]), DataType::Int64);
-        assert_eq!(infer_type([Some("2025-01-01"), Some("2024-02-29")]), DataType::Date32);
+        assert_eq!(
+            infer_type([Some("2025-01-01"), Some("2024-02-29")]),
+            DataType::Date32
+        );
         assert_eq!(infer_type([Some("2025-02-30")]), DataType::Utf8);
         assert_eq!(infer_type([Some("1"), Some("x")]), DataType::Utf8);
         assert_eq!(infer_type([None]), DataType::Utf8);

@@ -79,7 +79,11 @@ fn bind(text: &str, schema: &Schema) -> Result<BoundPredicate> {
 /// Plans a read.
 pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<ScanPlan> {
     if options.batch_size == Some(0) {
-        return Err(Error::invalid_argument("batch_size", 0, "must be greater than 0"));
+        return Err(Error::invalid_argument(
+            "batch_size",
+            0,
+            "must be greater than 0",
+        ));
     }
     let files = listing::data_files(location).await?;
     if files.is_empty() {
@@ -169,7 +173,11 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
             Arc::new(Schema::new(fields))
         }
     };
-    let mut needed: BTreeSet<String> = output_schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut needed: BTreeSet<String> = output_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     if let Some(filter) = &filter {
         needed.extend(filter.columns());
     }
@@ -186,7 +194,9 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
     let mut row_groups_pruned = 0;
     let filter_columns = filter.as_ref().map(|f| f.columns()).unwrap_or_default();
     for (file, partition) in survivors {
-        let meta = by_path.remove(&file.relative).expect("footer read for every survivor");
+        let meta = by_path
+            .remove(&file.relative)
+            .expect("footer read for every survivor");
         let mut row_groups: Vec<usize> = (0..meta.num_row_groups).collect();
         if let Some(filter) = &filter {
             if !filter.may_match_stats(&partition, &meta.column_stats) {
@@ -290,8 +300,10 @@ async fn scan_file(
         .map(|(i, _)| i)
         .collect();
     let reader = object_reader(&location, &file.meta.file);
-    let builder =
-        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.meta.reader_metadata.clone());
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        reader,
+        file.meta.reader_metadata.clone(),
+    );
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let stream = builder
         .with_projection(mask)

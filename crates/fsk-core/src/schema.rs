@@ -58,7 +58,13 @@ pub fn can_promote(from: &DataType, to: &DataType) -> bool {
 pub fn keys_compatible(a: &DataType, b: &DataType) -> bool {
     a == b
         || (a.is_integer() && b.is_integer() && (can_promote(a, b) || can_promote(b, a)))
-        || matches!((a, b), (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+        || matches!(
+            (a, b),
+            (
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        )
 }
 
 fn names(schema: &Schema) -> Vec<String> {
@@ -132,9 +138,8 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
             if column.data_type() == field.data_type() {
                 Ok(Arc::clone(column))
             } else {
-                arrow::compute::cast(column, field.data_type()).map_err(|e| {
-                    Error::arrow(format!("widening column {}", field.name()), e)
-                })
+                arrow::compute::cast(column, field.data_type())
+                    .map_err(|e| Error::arrow(format!("widening column {}", field.name()), e))
             }
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
@@ -187,7 +192,10 @@ pub fn unify(schemas: &[SchemaRef]) -> Result<Schema> {
             }
         }
     }
-    let metadata = schemas.first().map(|s| s.metadata().clone()).unwrap_or_default();
+    let metadata = schemas
+        .first()
+        .map(|s| s.metadata().clone())
+        .unwrap_or_default();
     Ok(Schema::new_with_metadata(fields, metadata))
 }
 
@@ -198,7 +206,10 @@ pub fn widen_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatc
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
-            None => Ok(arrow::array::new_null_array(field.data_type(), batch.num_rows())),
+            None => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
             Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
             Some(column) => arrow::compute::cast(column, field.data_type())
                 .map_err(|e| Error::arrow(format!("widening column {}", field.name()), e)),
@@ -249,8 +260,14 @@ mod tests {
         assert!(!can_promote(&DataType::Int64, &DataType::Int32));
         assert!(!can_promote(&DataType::Int64, &DataType::Float64));
         assert!(!can_promote(&DataType::Float64, &DataType::Int64));
-        assert!(can_promote(&DataType::Decimal128(10, 2), &DataType::Decimal128(12, 3)));
-        assert!(!can_promote(&DataType::Decimal128(10, 2), &DataType::Decimal128(10, 3)));
+        assert!(can_promote(
+            &DataType::Decimal128(10, 2),
+            &DataType::Decimal128(12, 3)
+        ));
+        assert!(!can_promote(
+            &DataType::Decimal128(10, 2),
+            &DataType::Decimal128(10, 3)
+        ));
         let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
         assert!(!can_promote(&utc, &naive));
@@ -270,18 +287,32 @@ mod tests {
             Field::new("id", DataType::Int32, false),
         ]);
         let err = check_fits(&source, &target, "append").unwrap_err();
-        assert!(matches!(&err, Error::SchemaMismatch { columns, .. } if columns == &vec!["v".to_string()]));
-        assert!(err.to_string().contains("Int64") && err.to_string().contains("Utf8"), "{err}");
-        let source = Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("w", DataType::Utf8, true)]);
+        assert!(
+            matches!(&err, Error::SchemaMismatch { columns, .. } if columns == &vec!["v".to_string()])
+        );
+        assert!(
+            err.to_string().contains("Int64") && err.to_string().contains("Utf8"),
+            "{err}"
+        );
+        let source = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("w", DataType::Utf8, true),
+        ]);
         let err = check_fits(&source, &target, "append").unwrap_err();
-        assert!(err.to_string().contains("missing from the input: v"), "{err}");
+        assert!(
+            err.to_string().contains("missing from the input: v"),
+            "{err}"
+        );
         assert!(err.to_string().contains("not in the dataset: w"), "{err}");
     }
 
     #[test]
     fn unify_widens_and_rejects() {
         let a = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
-        let b = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true), Field::new("y", DataType::Utf8, true)]));
+        let b = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("y", DataType::Utf8, true),
+        ]));
         let u = unify(&[a, Arc::clone(&b)]).unwrap();
         assert_eq!(u.field(0).data_type(), &DataType::Int64);
         assert_eq!(u.fields().len(), 2);

@@ -213,18 +213,22 @@ impl Location {
                         .map_err(|_| unknown_option(key, "s3"))?;
                     builder = builder.with_config(config, value);
                 }
-                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                let store = builder
+                    .build()
+                    .map_err(|e| store_config_error(location, e))?;
                 Self::remote(Arc::new(store), &url, location, StoreKind::S3)
             }
             "gs" => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(url.as_str());
+                let mut builder =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
                 for (key, value) in options.iter() {
                     let config = object_store::gcp::GoogleConfigKey::from_str(key)
                         .map_err(|_| unknown_option(key, "gs"))?;
                     builder = builder.with_config(config, value);
                 }
-                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                let store = builder
+                    .build()
+                    .map_err(|e| store_config_error(location, e))?;
                 Self::remote(Arc::new(store), &url, location, StoreKind::Gcs)
             }
             "az" | "azure" | "abfs" | "abfss" | "adl" => {
@@ -235,7 +239,9 @@ impl Location {
                         .map_err(|_| unknown_option(key, "az"))?;
                     builder = builder.with_config(config, value);
                 }
-                let store = builder.build().map_err(|e| store_config_error(location, e))?;
+                let store = builder
+                    .build()
+                    .map_err(|e| store_config_error(location, e))?;
                 Self::remote(Arc::new(store), &url, location, StoreKind::Azure)
             }
             other => Err(Error::invalid_argument(
@@ -442,7 +448,10 @@ mod tests {
         let options = StorageOptions::new().with("google_service_account_key", "{}");
         // Building may fail on the fake key, but never with an unknown-option error.
         if let Err(err) = Location::parse_with_options("gs://bucket/ds", &options) {
-            assert!(!err.to_string().contains("not a known configuration key"), "{err}");
+            assert!(
+                !err.to_string().contains("not a known configuration key"),
+                "{err}"
+            );
         }
         let options = StorageOptions::new()
             .with("azure_storage_account_name", "acct")

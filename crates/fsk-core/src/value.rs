@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(a.partial_cmp_value(&b), Some(Ordering::Less));
         let s = ScalarValue::new(Arc::new(StringArray::from(vec!["x"])));
         assert_eq!(a.partial_cmp_value(&s), None);
-        assert_eq!(a.partial_cmp_value(&ScalarValue::null(&DataType::Int64)), None);
+        assert_eq!(
+            a.partial_cmp_value(&ScalarValue::null(&DataType::Int64)),
+            None
+        );
     }
 
     #[test]

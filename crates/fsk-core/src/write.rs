@@ -18,7 +18,7 @@ use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::commit::{PublishEntry, Transaction, random_token};
+use crate::commit::{PublishEntry, Staging, random_token};
 use crate::error::{Error, Result};
 use crate::partition::partition_dir;
 
@@ -193,6 +193,8 @@ pub struct WriteOptions {
     /// File name template with one `{}` for the token; must end in `.parquet`.
     /// Default `part-{}.parquet`.
     pub basename_template: Option<String>,
+    /// Wait up to this long for another writer's lease (`None`: fail at once).
+    pub wait: Option<std::time::Duration>,
 }
 
 impl Default for WriteOptions {
@@ -204,6 +206,7 @@ impl Default for WriteOptions {
             row_group_size: DEFAULT_ROW_GROUP_SIZE,
             compression: Codec::default(),
             basename_template: None,
+            wait: None,
         }
     }
 }
@@ -215,7 +218,10 @@ impl WriteOptions {
         self
     }
     /// Sets the partition columns.
-    pub fn with_partition_by<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cols: I) -> Self {
+    pub fn with_partition_by<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        cols: I,
+    ) -> Self {
         self.partition_by = cols.into_iter().map(Into::into).collect();
         self
     }
@@ -280,7 +286,11 @@ impl WriteOptions {
             }
         }
         for column in &self.partition_by {
-            if column.is_empty() || column.starts_with('_') || column.starts_with('.') || column.contains(['/', '=']) {
+            if column.is_empty()
+                || column.starts_with('_')
+                || column.starts_with('.')
+                || column.contains(['/', '='])
+            {
                 return Err(Error::invalid_argument(
                     "partition_by",
                     column,
@@ -294,7 +304,10 @@ impl WriteOptions {
 
     /// A fresh file name from the template.
     pub fn file_name(&self) -> String {
-        let template = self.basename_template.as_deref().unwrap_or("part-{}.parquet");
+        let template = self
+            .basename_template
+            .as_deref()
+            .unwrap_or("part-{}.parquet");
         template.replacen("{}", &random_token(), 1)
     }
 
@@ -312,7 +325,11 @@ impl WriteOptions {
     pub fn file_schema(&self, schema: &Schema) -> Result<SchemaRef> {
         for column in &self.partition_by {
             if schema.field_with_name(column).is_err() {
-                return Err(Error::column_not_found(column, "input (partition_by)", schema));
+                return Err(Error::column_not_found(
+                    column,
+                    "input (partition_by)",
+                    schema,
+                ));
             }
         }
         let fields: Vec<_> = schema
@@ -321,7 +338,10 @@ impl WriteOptions {
             .filter(|f| !self.partition_by.contains(f.name()))
             .cloned()
             .collect();
-        Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+        Ok(Arc::new(Schema::new_with_metadata(
+            fields,
+            schema.metadata().clone(),
+        )))
     }
 }
 
@@ -344,9 +364,10 @@ struct OpenFile {
 }
 
 /// The shared streaming writer: splits batches by partition and file size and stages the
-/// files in a transaction.
-pub struct DatasetWriter<'a> {
-    tx: &'a mut Transaction,
+/// files in a transaction's staging area; [`DatasetWriter::finish`] returns the staged files
+/// for the caller to add to the transaction.
+pub struct DatasetWriter {
+    staging: Staging,
     options: WriteOptions,
     file_schema: SchemaRef,
     properties: WriterProperties,
@@ -358,14 +379,18 @@ pub struct DatasetWriter<'a> {
 /// How many partition files may be open at once before the least recent is closed.
 pub const MAX_OPEN_FILES: usize = 64;
 
-impl<'a> DatasetWriter<'a> {
-    /// A writer for batches of `input_schema` (partition columns included) into `tx`.
-    pub fn new(tx: &'a mut Transaction, input_schema: SchemaRef, options: WriteOptions) -> Result<Self> {
+impl DatasetWriter {
+    /// A writer for batches of `input_schema` (partition columns included) into `staging`.
+    pub fn new(
+        staging: Staging,
+        input_schema: SchemaRef,
+        options: WriteOptions,
+    ) -> Result<Self> {
         options.validate()?;
         let file_schema = options.file_schema(&input_schema)?;
         let properties = options.writer_properties()?;
         Ok(DatasetWriter {
-            tx,
+            staging,
             options,
             file_schema,
             properties,
@@ -401,10 +426,9 @@ impl<'a> DatasetWriter<'a> {
             .partition_by
             .iter()
             .map(|c| {
-                batch
-                    .column_by_name(c)
-                    .cloned()
-                    .ok_or_else(|| Error::column_not_found(c, "input (partition_by)", &batch.schema()))
+                batch.column_by_name(c).cloned().ok_or_else(|| {
+                    Error::column_not_found(c, "input (partition_by)", &batch.schema())
+                })
             })
             .collect::<Result<_>>()?;
         let formatters: Vec<ArrayFormatter> = columns
@@ -446,14 +470,33 @@ impl<'a> DatasetWriter<'a> {
             .file_schema
             .fields()
             .iter()
-            .map(|f| Arc::clone(batch.column_by_name(f.name()).expect("file column in input")))
+            .map(|f| {
+                Arc::clone(
+                    batch
+                        .column_by_name(f.name())
+                        .expect("file column in input"),
+                )
+            })
             .collect();
         RecordBatch::try_new(Arc::clone(&self.file_schema), columns)
             .map_err(|e| Error::arrow("dropping partition columns", e))
     }
 
+    /// Writes a batch of the *file* schema (no partition columns) into folder `dir`
+    /// (relative to the root; empty for the root). Used to rewrite a file in place.
+    pub async fn write_into(&mut self, dir: &str, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.write_rows(dir, batch).await
+    }
+
     async fn write_to(&mut self, dir: &str, batch: &RecordBatch) -> Result<()> {
         let batch = self.project(batch)?;
+        self.write_rows(dir, &batch).await
+    }
+
+    async fn write_rows(&mut self, dir: &str, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
             if !self.open.contains_key(dir) {
@@ -472,7 +515,11 @@ impl<'a> DatasetWriter<'a> {
                 .map_err(|e| Error::from_parquet(&file.target, e))?;
             file.rows += take;
             offset += take;
-            if self.options.max_rows_per_file.is_some_and(|max| file.rows >= max) {
+            if self
+                .options
+                .max_rows_per_file
+                .is_some_and(|max| file.rows >= max)
+            {
                 self.close_file(dir).await?;
             }
         }
@@ -486,10 +533,15 @@ impl<'a> DatasetWriter<'a> {
             self.close_file(&oldest).await?;
         }
         let name = self.options.file_name();
-        let target = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let staged = self.tx.staging_relative(&target);
-        let path = self.tx.location().child(&staged);
-        let object_writer = ParquetObjectWriter::new(Arc::clone(self.tx.location().store()), path);
+        let target = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        let staged = self.staging.staging_relative(&target);
+        let path = self.staging.location().child(&staged);
+        let object_writer =
+            ParquetObjectWriter::new(Arc::clone(self.staging.location().store()), path);
         let writer = AsyncArrowWriter::try_new(
             object_writer,
             Arc::clone(&self.file_schema),
@@ -514,7 +566,7 @@ impl<'a> DatasetWriter<'a> {
             return Ok(());
         };
         self.open_order.retain(|d| d != dir);
-        crate::commit::failpoints::failpoint("write.close_file")?;
+        crate::commit::failpoints::failpoint("write.close_file", self.staging.location())?;
         file.writer
             .finish()
             .await
@@ -530,18 +582,24 @@ impl<'a> DatasetWriter<'a> {
         Ok(())
     }
 
-    /// Closes every file and records them in the transaction. An input with no rows writes
-    /// one empty file with the schema. Returns the staged entries in order.
-    pub async fn finish(mut self) -> Result<Vec<PublishEntry>> {
-        if self.finished.is_empty() && self.open.is_empty() {
+    /// Closes every file. An input with no rows writes one empty file with the schema.
+    /// Returns the staged files in order; add them to the transaction.
+    pub async fn finish(self) -> Result<Vec<PublishEntry>> {
+        self.close(true).await
+    }
+
+    /// Closes every file; writes nothing for an input with no rows.
+    pub async fn finish_allow_none(self) -> Result<Vec<PublishEntry>> {
+        self.close(false).await
+    }
+
+    async fn close(mut self, create_empty: bool) -> Result<Vec<PublishEntry>> {
+        if create_empty && self.finished.is_empty() && self.open.is_empty() {
             self.open_file("").await?;
         }
         let dirs = self.open_order.clone();
         for dir in dirs {
             self.close_file(&dir).await?;
-        }
-        for entry in &self.finished {
-            self.tx.add(entry.clone());
         }
         Ok(self.finished)
     }
@@ -553,9 +611,14 @@ mod tests {
 
     #[test]
     fn parses_modes_and_codecs() {
-        assert_eq!("Overwrite".parse::<WriteMode>().unwrap(), WriteMode::Overwrite);
+        assert_eq!(
+            "Overwrite".parse::<WriteMode>().unwrap(),
+            WriteMode::Overwrite
+        );
         let err = "replace".parse::<WriteMode>().unwrap_err();
-        assert!(err.to_string().contains("replace") && err.to_string().contains("append, overwrite"));
+        assert!(
+            err.to_string().contains("replace") && err.to_string().contains("append, overwrite")
+        );
         assert_eq!("zstd:3".parse::<Codec>().unwrap().level, Some(3));
         assert!("zstd:99".parse::<Codec>().is_err());
         assert!("snappy:1".parse::<Codec>().is_err());
@@ -565,14 +628,44 @@ mod tests {
 
     #[test]
     fn validates_options() {
-        let err = WriteOptions::default().with_max_rows_per_file(0).validate().unwrap_err();
+        let err = WriteOptions::default()
+            .with_max_rows_per_file(0)
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("max_rows_per_file") && err.to_string().contains('0'));
-        assert!(WriteOptions::default().with_row_group_size(0).validate().is_err());
-        assert!(WriteOptions::default().with_basename_template("data.parquet").validate().is_err());
-        assert!(WriteOptions::default().with_basename_template("data_{}.csv").validate().is_err());
-        assert!(WriteOptions::default().with_basename_template("data_{}.parquet").validate().is_ok());
-        let name = WriteOptions::default().with_basename_template("data_{}.parquet").file_name();
+        assert!(
+            WriteOptions::default()
+                .with_row_group_size(0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            WriteOptions::default()
+                .with_basename_template("data.parquet")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            WriteOptions::default()
+                .with_basename_template("data_{}.csv")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            WriteOptions::default()
+                .with_basename_template("data_{}.parquet")
+                .validate()
+                .is_ok()
+        );
+        let name = WriteOptions::default()
+            .with_basename_template("data_{}.parquet")
+            .file_name();
         assert!(name.starts_with("data_") && name.len() == "data_.parquet".len() + 8);
-        assert!(WriteOptions::default().with_partition_by(["_x"]).validate().is_err());
+        assert!(
+            WriteOptions::default()
+                .with_partition_by(["_x"])
+                .validate()
+                .is_err()
+        );
     }
 }

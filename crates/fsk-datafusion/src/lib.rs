@@ -20,7 +20,9 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport};
+use fsk_core::backend::{
+    BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport,
+};
 use fsk_core::error::{Error, Result};
 use fsk_core::scan::{limit_stream, plan_scan, project_to};
 use fsk_core::schema::cast_by_position;
@@ -76,7 +78,9 @@ struct OneShot {
 
 impl std::fmt::Debug for OneShot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OneShot").field("schema", &self.schema).finish()
+        f.debug_struct("OneShot")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -93,7 +97,10 @@ impl PartitionStream for OneShot {
             .and_then(|mut s| s.take())
             .unwrap_or_else(|| futures::stream::empty().boxed());
         let stream = stream.map_err(|e| DataFusionError::External(Box::new(e)));
-        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream))
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        ))
     }
 }
 
@@ -102,13 +109,19 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// Registers `stream` as table `name` in `ctx`.
-pub fn register_stream(ctx: &SessionContext, name: &str, schema: SchemaRef, stream: BatchStream) -> Result<()> {
+pub fn register_stream(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    stream: BatchStream,
+) -> Result<()> {
     let partition = Arc::new(OneShot {
         schema: Arc::clone(&schema),
         stream: Mutex::new(Some(stream)),
     });
     let table = StreamingTable::try_new(schema, vec![partition]).map_err(from_datafusion)?;
-    ctx.register_table(name, Arc::new(table)).map_err(from_datafusion)?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(from_datafusion)?;
     Ok(())
 }
 
@@ -122,7 +135,7 @@ impl DatasetBackend for DataFusionBackend {
         Capabilities {
             write: true,
             read: true,
-            merge: false,
+            merge: true,
             compact: false,
             optimize: false,
             dedup: false,
@@ -139,6 +152,15 @@ impl DatasetBackend for DataFusionBackend {
         fsk_core::ops::write_dataset(self.name(), location, input, options).await
     }
 
+    async fn merge(
+        &self,
+        location: &Location,
+        source: Batches,
+        options: &fsk_core::merge::MergeOptions,
+    ) -> Result<fsk_core::merge::MergeReport> {
+        fsk_core::merge::merge(self.name(), location, source, options).await
+    }
+
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
         let output_schema = Arc::clone(&plan.output_schema);
@@ -146,7 +168,10 @@ impl DatasetBackend for DataFusionBackend {
         let Some(filter) = &plan.filter else {
             let schema = Arc::clone(&output_schema);
             let stream = scan.map(move |batch| project_to(&batch?, &schema)).boxed();
-            return Ok(Batches::new(output_schema, limit_stream(stream, plan.limit)));
+            return Ok(Batches::new(
+                output_schema,
+                limit_stream(stream, plan.limit),
+            ));
         };
         let ctx = SessionContext::new();
         register_stream(&ctx, "scan", Arc::clone(&plan.scan_schema), scan)?;
@@ -156,9 +181,19 @@ impl DatasetBackend for DataFusionBackend {
             .map(|f| quote_ident(f.name()))
             .collect::<Vec<_>>()
             .join(", ");
-        let columns = if columns.is_empty() { "1 AS __none".to_string() } else { columns };
-        let limit = plan.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
-        let sql = format!("SELECT {columns} FROM scan WHERE {}{limit}", filter.to_sql());
+        let columns = if columns.is_empty() {
+            "1 AS __none".to_string()
+        } else {
+            columns
+        };
+        let limit = plan
+            .limit
+            .map(|l| format!(" LIMIT {l}"))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT {columns} FROM scan WHERE {}{limit}",
+            filter.to_sql()
+        );
         let frame = ctx.sql(&sql).await.map_err(|e| {
             let err = from_datafusion(e);
             Error::Engine {

@@ -55,22 +55,33 @@ struct FilterSession {
 }
 
 impl FilterSession {
-    fn open(scan_schema: &SchemaRef, output_schema: &SchemaRef, predicate_sql: &str) -> Result<Self> {
+    fn open(
+        scan_schema: &SchemaRef,
+        output_schema: &SchemaRef,
+        predicate_sql: &str,
+    ) -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
         conn.register_table_function::<duckdb::vtab::arrow::ArrowVTab>("arrow")
             .map_err(|e| engine_error("registering the arrow table function", e))?;
         // The table takes its column types from an empty batch of the scan schema.
         let empty = RecordBatch::new_empty(Arc::clone(scan_schema));
         let params = duckdb::vtab::arrow_recordbatch_to_query_params(empty);
-        conn.execute("CREATE TEMP TABLE scan AS SELECT * FROM arrow(?, ?) LIMIT 0", params)
-            .map_err(|e| engine_error("creating the scan table", e))?;
+        conn.execute(
+            "CREATE TEMP TABLE scan AS SELECT * FROM arrow(?, ?) LIMIT 0",
+            params,
+        )
+        .map_err(|e| engine_error("creating the scan table", e))?;
         let columns = output_schema
             .fields()
             .iter()
             .map(|f| quote_ident(f.name()))
             .collect::<Vec<_>>()
             .join(", ");
-        let columns = if columns.is_empty() { "NULL AS __none".to_string() } else { columns };
+        let columns = if columns.is_empty() {
+            "NULL AS __none".to_string()
+        } else {
+            columns
+        };
         Ok(FilterSession {
             conn,
             select: format!("SELECT {columns} FROM scan WHERE {predicate_sql}"),
@@ -89,7 +100,9 @@ impl FilterSession {
             appender
                 .append_record_batch(batch)
                 .map_err(|e| engine_error("appending a batch", e))?;
-            appender.flush().map_err(|e| engine_error("flushing the appender", e))?;
+            appender
+                .flush()
+                .map_err(|e| engine_error("flushing the appender", e))?;
         }
         let mut statement = self
             .conn
@@ -118,7 +131,7 @@ impl DatasetBackend for DuckDbBackend {
         Capabilities {
             write: true,
             read: true,
-            merge: false,
+            merge: true,
             compact: false,
             optimize: false,
             dedup: false,
@@ -133,6 +146,15 @@ impl DatasetBackend for DuckDbBackend {
         options: &WriteOptions,
     ) -> Result<WriteReport> {
         fsk_core::ops::write_dataset(self.name(), location, input, options).await
+    }
+
+    async fn merge(
+        &self,
+        location: &Location,
+        source: Batches,
+        options: &fsk_core::merge::MergeOptions,
+    ) -> Result<fsk_core::merge::MergeReport> {
+        fsk_core::merge::merge(self.name(), location, source, options).await
     }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
@@ -177,6 +199,9 @@ impl DatasetBackend for DuckDbBackend {
                 .boxed()
             }
         };
-        Ok(Batches::new(output_schema, limit_stream(stream, plan.limit)))
+        Ok(Batches::new(
+            output_schema,
+            limit_stream(stream, plan.limit),
+        ))
     }
 }

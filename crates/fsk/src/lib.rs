@@ -49,6 +49,10 @@ pub use fsk_core::backend::{
 };
 pub use fsk_core::commit::{RecoveryReport, recover};
 pub use fsk_core::error::{Error, Result};
+pub use fsk_core::merge::{
+    FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
+    Strategy,
+};
 pub use fsk_core::storage::{Location, StorageOptions, StoreKind};
 pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
 pub use fsk_core::{arrow, object_store, parquet};
@@ -79,7 +83,10 @@ impl Engine {
 
     /// The engines compiled into this build.
     pub fn available() -> Vec<Engine> {
-        Engine::ALL.into_iter().filter(|e| e.backend().is_ok()).collect()
+        Engine::ALL
+            .into_iter()
+            .filter(|e| e.backend().is_ok())
+            .collect()
     }
 
     /// The first compiled-in engine, preferring `arrow`.
@@ -106,7 +113,10 @@ impl Engine {
             other => Err(Error::invalid_argument(
                 "engine",
                 other.name(),
-                format!("not compiled into this build; enable the cargo feature {:?}", other.name()),
+                format!(
+                    "not compiled into this build; enable the cargo feature {:?}",
+                    other.name()
+                ),
             )),
         }
     }
@@ -193,6 +203,27 @@ impl Dataset {
             dataset: self.clone(),
             input: input.into(),
             options: WriteOptions::default(),
+        }
+    }
+
+    /// Starts a merge of `source` by key. Set the key and strategy on the builder and
+    /// `.await` it.
+    ///
+    /// ```no_run
+    /// # async fn example(changes: arrow::array::RecordBatch) -> fsk::Result<()> {
+    /// let report = fsk::open("/tmp/sales")?
+    ///     .merge(changes)
+    ///     .key(["id"])
+    ///     .strategy(fsk::Strategy::Upsert)
+    ///     .await?;
+    /// println!("{} updated, {} inserted, {} files rewritten", report.updated, report.inserted, report.rewritten_files.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn merge(&self, source: impl Into<Batches>) -> MergeBuilder {
+        MergeBuilder {
+            dataset: self.clone(),
+            source: source.into(),
+            options: MergeOptions::new(Vec::<String>::new(), Strategy::Upsert),
         }
     }
 
@@ -308,6 +339,80 @@ impl IntoFuture for ReadBuilder {
     type Output = Result<Batches>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.dataset.backend.read(&self.dataset.location, &self.options).await })
+        Box::pin(async move {
+            self.dataset
+                .backend
+                .read(&self.dataset.location, &self.options)
+                .await
+        })
+    }
+}
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// A pending merge; `.await` runs it. The strategy defaults to upsert; a key is required.
+#[must_use = "a merge does nothing until awaited"]
+pub struct MergeBuilder {
+    dataset: Dataset,
+    source: Batches,
+    options: MergeOptions,
+}
+
+impl MergeBuilder {
+    /// Key columns.
+    pub fn key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.options.key = columns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.options.strategy = strategy;
+        self
+    }
+    /// Partition columns for new data (detected from the dataset when not given).
+    pub fn partition_by<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.options.partition_by = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+    /// For `deduplicate`: the row with the highest values of these columns wins.
+    pub fn dedup_order_by<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+        self.options.dedup_order_by = columns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Incremental or full rewrite.
+    pub fn rewrite_mode(mut self, mode: RewriteMode) -> Self {
+        self.options.rewrite_mode = Some(mode);
+        self
+    }
+    /// Plan and count without writing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.options.dry_run = dry_run;
+        self
+    }
+    /// Codec and file sizes of written files.
+    pub fn write_options(mut self, write: WriteOptions) -> Self {
+        self.options.write = write;
+        self
+    }
+    /// Replaces every option at once.
+    pub fn options(mut self, options: MergeOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl IntoFuture for MergeBuilder {
+    type Output = Result<MergeReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.dataset
+                .backend
+                .merge(&self.dataset.location, self.source, &self.options)
+                .await
+        })
     }
 }

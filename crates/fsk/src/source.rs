@@ -52,7 +52,10 @@ impl SourceFormat {
         let lower = path.to_ascii_lowercase();
         if lower.ends_with(".csv") {
             SourceFormat::Csv
-        } else if lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+        } else if lower.ends_with(".json")
+            || lower.ends_with(".ndjson")
+            || lower.ends_with(".jsonl")
+        {
             SourceFormat::Json
         } else {
             SourceFormat::Parquet
@@ -176,10 +179,21 @@ mod tests {
     async fn json_lines_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        std::fs::write(&path, "{\"id\": 1, \"v\": \"x\"}\n{\"id\": 2, \"v\": null}\n").unwrap();
-        let batch = read_json(path.to_str().unwrap()).unwrap().concat().await.unwrap();
+        std::fs::write(
+            &path,
+            "{\"id\": 1, \"v\": \"x\"}\n{\"id\": 2, \"v\": null}\n",
+        )
+        .unwrap();
+        let batch = read_json(path.to_str().unwrap())
+            .unwrap()
+            .concat()
+            .await
+            .unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema().field(0).data_type(), &DataType::Int64);
-        assert!(matches!(read_csv("/no/such/file.csv"), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            read_csv("/no/such/file.csv"),
+            Err(Error::NotFound { .. })
+        ));
     }
 }

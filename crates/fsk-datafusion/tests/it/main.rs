@@ -17,5 +17,14 @@ async fn conformance_through_arc_dyn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_read_round_trip_properties() {
-    fsk_conformance::proptests::write_read_round_trip(&fsk_datafusion::DataFusionBackend::new(), 24).await;
+    fsk_conformance::proptests::write_read_round_trip(
+        &fsk_datafusion::DataFusionBackend::new(),
+        24,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_matches_the_model() {
+    fsk_conformance::proptests::merge_matches_model(&fsk_datafusion::DataFusionBackend::new(), 32).await;
 }

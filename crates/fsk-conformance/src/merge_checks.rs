@@ -1,0 +1,460 @@
+//! Checks of `merge` (insert, update, upsert, full_merge, deduplicate).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::error::Error;
+use fsk_core::merge::{FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, Strategy};
+use fsk_core::write::WriteOptions;
+use fsk_core::Location;
+
+use crate::Fixture;
+use crate::data::{all_objects, batches, data_files, footer, read_rows};
+
+/// `id int64, cat utf8, v utf8, n float64` rows.
+pub fn rows_of(ids: &[i64], cat: &str, v: &str) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+            Arc::new(StringArray::from(vec![cat; ids.len()])),
+            Arc::new(StringArray::from(ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64).collect::<Vec<_>>())),
+        ],
+    )
+    .expect("batch")
+}
+
+async fn seed(backend: &dyn DatasetBackend, fx: &Fixture, input: Vec<RecordBatch>, max_rows: usize) -> Location {
+    let loc = fx.location("ds");
+    backend
+        .write(&loc, batches(input), &WriteOptions::default().with_max_rows_per_file(max_rows))
+        .await
+        .expect("seed write");
+    loc
+}
+
+async fn merge(backend: &dyn DatasetBackend, loc: &Location, source: Vec<RecordBatch>, options: MergeOptions) -> MergeReport {
+    let report = backend
+        .merge(loc, batches(source), &options)
+        .await
+        .unwrap_or_else(|e| panic!("merge failed: {e}"));
+    if !report.dry_run {
+        check_report(loc, &report).await;
+    }
+    report
+}
+
+async fn merge_err(backend: &dyn DatasetBackend, loc: &Location, source: Vec<RecordBatch>, options: MergeOptions) -> Error {
+    let before = all_objects(loc).await;
+    let err = backend
+        .merge(loc, batches(source), &options)
+        .await
+        .expect_err("merge should fail");
+    assert_eq!(all_objects(loc).await, before, "a failed merge leaves the dataset untouched ({err})");
+    err
+}
+
+/// The report's invariants: file lists disjoint, covering exactly the data files, with real
+/// row counts; `total` equals the rows in the dataset.
+async fn check_report(loc: &Location, report: &MergeReport) {
+    let on_disk: BTreeSet<String> = data_files(loc).await.into_iter().collect();
+    let mut listed = BTreeSet::new();
+    for list in [&report.rewritten_files, &report.inserted_files, &report.preserved_files] {
+        for path in list {
+            assert!(listed.insert(path.clone()), "{path} is listed twice");
+        }
+    }
+    assert_eq!(listed, on_disk, "report lists exactly the data files");
+    let from_files: BTreeSet<String> = report.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(from_files, on_disk);
+    let mut total = 0;
+    for file in &report.files {
+        let meta = footer(loc, &file.path).await;
+        assert_eq!(meta.num_rows, file.row_count, "{}", file.path);
+        assert_eq!(meta.file.size, file.size_bytes, "{}", file.path);
+        total += file.row_count;
+    }
+    assert_eq!(report.total, total);
+    assert_eq!(report.total, report.target_count_after);
+    assert_eq!(report.target_count_after, report.target_count_before + report.inserted - report.deleted);
+}
+
+fn ids_and_values(rows: &[String]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<&str> = r.split('|').collect();
+            format!("{}:{}", cells[0].trim_start_matches("id="), cells[2].trim_start_matches("v="))
+        })
+        .collect()
+}
+
+async fn dataset(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
+    let (_, rows) = read_rows(backend, loc, &ReadOptions::default().with_columns(["id", "cat", "v", "n"])).await;
+    let mut out = ids_and_values(&rows);
+    out.sort_by_key(|s| s.split(':').next().and_then(|i| i.parse::<i64>().ok()));
+    out
+}
+
+/// Upsert updates matches, inserts the rest, keeps the others.
+pub async fn upsert_updates_and_inserts(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2, 5], "a", "old")], 100).await;
+    let report = merge(backend, &loc, vec![rows_of(&[1, 2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (1, 2, 0, 4));
+    assert_eq!(report.source_count, 3);
+    assert_eq!(report.engine, backend.name());
+    assert_eq!(report.rewrite_mode, RewriteMode::Incremental);
+    assert_eq!(dataset(backend, &loc).await, vec!["1:new1", "2:new2", "3:new3", "5:old5"]);
+}
+
+/// Composite keys match on every column; a partial match is a different record.
+pub async fn composite_keys_match_whole_tuples(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1], "A", "old"), rows_of(&[2], "B", "old")], 100).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1], "A", "new"), rows_of(&[2], "C", "new")],
+        MergeOptions::new(["id", "cat"], Strategy::Upsert),
+    )
+    .await;
+    assert_eq!((report.inserted, report.updated), (1, 1));
+    let (_, rows) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "cat", "v"])).await;
+    assert_eq!(rows, vec!["id=1|cat=A|v=new1", "id=2|cat=B|v=old2", "id=2|cat=C|v=new2"]);
+}
+
+/// Insert adds only new keys and never rewrites existing files.
+pub async fn insert_adds_only_new_keys(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let before = data_files(&loc).await;
+    let size = footer(&loc, &before[0]).await.file.size;
+    let report = merge(backend, &loc, vec![rows_of(&[1, 2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Insert)).await;
+    assert_eq!((report.inserted, report.updated, report.deleted), (1, 0, 0));
+    assert!(report.rewritten_files.is_empty());
+    assert_eq!(report.preserved_files, before);
+    assert_eq!(footer(&loc, &before[0]).await.file.size, size);
+    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:old2", "3:new3"]);
+    // Nothing new: no change, zero counts.
+    let report = merge(backend, &loc, vec![rows_of(&[1, 3], "a", "x")], MergeOptions::new(["id"], Strategy::Insert)).await;
+    assert_eq!((report.inserted, report.updated), (0, 0));
+    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:old2", "3:new3"]);
+}
+
+/// Update replaces matches only and never writes new keys.
+pub async fn update_changes_only_existing_keys(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let report = merge(backend, &loc, vec![rows_of(&[2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    assert_eq!((report.inserted, report.updated, report.total), (0, 1, 2));
+    assert!(report.inserted_files.is_empty());
+    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:new2"]);
+    let before = data_files(&loc).await;
+    let report = merge(backend, &loc, vec![rows_of(&[7, 8], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    assert_eq!((report.inserted, report.updated), (0, 0));
+    assert_eq!(data_files(&loc).await, before, "no match rewrites nothing");
+}
+
+/// full_merge makes the dataset exactly the source.
+pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2, 3], "a", "old")], 2).await;
+    let report = merge(backend, &loc, vec![rows_of(&[2, 3, 4], "a", "new")], MergeOptions::new(["id"], Strategy::FullMerge)).await;
+    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (1, 2, 1, 3));
+    assert_eq!(report.rewrite_mode, RewriteMode::Full);
+    assert_eq!(dataset(backend, &loc).await, vec!["2:new2", "3:new3", "4:new4"]);
+    // An empty source deletes every row and leaves one empty file with the schema.
+    let empty = rows_of(&[], "a", "x");
+    let report = merge(backend, &loc, vec![empty], MergeOptions::new(["id"], Strategy::FullMerge)).await;
+    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (0, 0, 3, 0));
+    let files = data_files(&loc).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let meta = footer(&loc, &files[0]).await;
+    assert_eq!(meta.num_rows, 0);
+    assert_eq!(meta.schema.fields().len(), 4);
+}
+
+/// deduplicate keeps the last occurrence, or the highest `dedup_order_by`, then upserts.
+pub async fn deduplicate_then_upsert(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[2, 9], "a", "old")], 100).await;
+    let source = vec![rows_of(&[1], "a", "first"), rows_of(&[1, 2], "a", "second")];
+    let report = merge(backend, &loc, source, MergeOptions::new(["id"], Strategy::Deduplicate)).await;
+    assert_eq!((report.inserted, report.updated, report.source_count), (1, 1, 3));
+    assert_eq!(dataset(backend, &loc).await, vec!["1:second1", "2:second2", "9:old9"]);
+    // Highest `n` wins whatever the order.
+    let mut high = rows_of(&[5], "a", "high");
+    high = RecordBatch::try_new(
+        high.schema(),
+        vec![
+            Arc::clone(high.column(0)),
+            Arc::clone(high.column(1)),
+            Arc::clone(high.column(2)),
+            Arc::new(Float64Array::from(vec![100.0])),
+        ],
+    )
+    .expect("batch");
+    let low = rows_of(&[5], "a", "low");
+    let mut options = MergeOptions::new(["id"], Strategy::Deduplicate);
+    options.dedup_order_by = vec!["n".into()];
+    merge(backend, &loc, vec![high, low], options).await;
+    assert!(dataset(backend, &loc).await.contains(&"5:high5".to_string()));
+}
+
+/// Duplicate source keys under upsert: the last occurrence wins; counts are distinct keys.
+pub async fn duplicate_source_keys_last_wins(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1], "a", "old")], 100).await;
+    let source = vec![rows_of(&[1, 2], "a", "first"), rows_of(&[2, 1], "a", "last")];
+    let report = merge(backend, &loc, source, MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!((report.inserted, report.updated, report.source_count), (1, 1, 4));
+    assert_eq!(dataset(backend, &loc).await, vec!["1:last1", "2:last2"]);
+}
+
+/// A missing target: upsert creates it; update creates nothing.
+pub async fn missing_target_is_created_or_left_alone(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("new");
+    let report = merge(backend, &loc, vec![rows_of(&[1, 2], "a", "v")], MergeOptions::new(["id"], Strategy::Update)).await;
+    assert_eq!((report.inserted, report.updated, report.total), (0, 0, 0));
+    assert!(all_objects(&loc).await.is_empty());
+    if let Some(dir) = fx.local_dir() {
+        assert!(!dir.join("new").exists(), "update into a missing target creates nothing");
+    }
+    for strategy in [Strategy::Upsert, Strategy::Insert, Strategy::FullMerge, Strategy::Deduplicate] {
+        let loc = fx.location(&format!("new-{strategy}"));
+        let report = merge(backend, &loc, vec![rows_of(&[1, 2, 2], "a", "v")], MergeOptions::new(["id"], strategy)).await;
+        assert_eq!((report.inserted, report.total), (2, 2), "{strategy}");
+    }
+}
+
+/// Incremental rewrite touches only files holding affected keys; the others keep name and
+/// bytes; in a rewritten file untouched rows keep their order and updated rows their place.
+pub async fn incremental_rewrites_only_affected_files(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")], 10).await;
+    let before = data_files(&loc).await;
+    assert_eq!(before.len(), 4);
+    let sizes: Vec<u64> = {
+        let mut s = Vec::new();
+        for f in &before {
+            s.push(footer(&loc, f).await.file.size);
+        }
+        s
+    };
+    let report = merge(backend, &loc, vec![rows_of(&[13, 15, 100], "a", "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!(report.rewritten_files.len(), 1);
+    assert_eq!(report.inserted_files.len(), 1);
+    assert_eq!(report.preserved_files.len(), 3);
+    assert_eq!(report.files_considered, 4);
+    assert_eq!(report.files_pruned_by_statistics, 3, "{:?}", report.pruned);
+    assert_eq!(report.files_key_scanned, 1);
+    assert_eq!(report.files_confirmed, 1);
+    assert!(report.pruned.iter().all(|p| p.stage == PruneStage::Statistics));
+    for (file, size) in before.iter().zip(&sizes) {
+        if report.preserved_files.contains(file) {
+            assert_eq!(footer(&loc, file).await.file.size, *size, "{file} untouched");
+        } else {
+            assert!(!data_files(&loc).await.contains(file), "{file} replaced");
+        }
+    }
+    // Order inside the rewritten file: 10..20 with 13 and 15 replaced in place.
+    let rewritten = fsk_core::Location::parse(&format!("{}/{}", fx.url("ds"), report.rewritten_files[0])).expect("file");
+    let got = backend
+        .read(&rewritten, &ReadOptions::default().with_columns(["id", "v"]))
+        .await
+        .expect("read")
+        .concat()
+        .await
+        .expect("rows");
+    let ids = got.column(0).as_any().downcast_ref::<Int64Array>().expect("ids").values().to_vec();
+    assert_eq!(ids, (10..20).collect::<Vec<i64>>());
+    let values = got.column(1).as_any().downcast_ref::<StringArray>().expect("v");
+    assert_eq!(values.value(3), "new13");
+    assert_eq!(values.value(4), "old14");
+    assert_eq!(values.value(5), "new15");
+    let ops: Vec<FileOperation> = report.files.iter().map(|f| f.operation).collect();
+    assert_eq!(ops.iter().filter(|o| **o == FileOperation::Preserved).count(), 3);
+}
+
+/// Shuffled keys defeat statistics; the key scan still finds the right files.
+pub async fn key_scan_confirms_when_statistics_cannot(backend: &dyn DatasetBackend, fx: &Fixture) {
+    // Every file spans 0..=99.
+    let files: Vec<RecordBatch> = (0..4)
+        .map(|f| {
+            let mut ids: Vec<i64> = (0..25).map(|i| i * 4 + f).collect();
+            ids.push(if f == 0 { 99 } else { 0 });
+            ids.dedup();
+            rows_of(&ids.into_iter().filter(|i| f == 0 || *i != 0).collect::<Vec<_>>(), "a", "old")
+        })
+        .collect();
+    let loc = fx.location("ds");
+    for batch in files {
+        backend.write(&loc, batches(vec![batch]), &WriteOptions::default()).await.expect("write");
+    }
+    let report = merge(backend, &loc, vec![rows_of(&[5], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    assert_eq!(report.files_pruned_by_statistics, 0, "{:?}", report.pruned);
+    assert_eq!(report.files_key_scanned, 4);
+    assert_eq!(report.files_confirmed, 1);
+    assert_eq!(report.rewritten_files.len(), 1);
+    assert_eq!(report.preserved_files.len(), 3);
+    assert!(report.pruned.iter().all(|p| p.stage == PruneStage::KeyScan));
+}
+
+fn partitioned(ids: &[i64], days: &[&str], v: &str) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("day", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+            Arc::new(StringArray::from(ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(days.to_vec())),
+        ],
+    )
+    .expect("batch")
+}
+
+/// Partitioned datasets: new rows go to their folder; the layout is detected; a key whose
+/// partition would change is rejected, even when it lives in a partition the source does not
+/// mention.
+pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    backend
+        .write(&loc, batches(vec![partitioned(&[1, 2, 3], &["x", "y", "y"], "old")]), &WriteOptions::default().with_partition_by(["day"]))
+        .await
+        .expect("write");
+    let report = merge(backend, &loc, vec![partitioned(&[2, 4], &["y", "z"], "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!((report.inserted, report.updated), (1, 1));
+    assert!(report.inserted_files.iter().all(|f| f.starts_with("day=z/")), "{:?}", report.inserted_files);
+    assert!(report.rewritten_files.iter().all(|f| f.starts_with("day=y/")), "{:?}", report.rewritten_files);
+    assert!(report.preserved_files.iter().any(|f| f.starts_with("day=x/")));
+    let (_, rows) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "v", "day"])).await;
+    assert_eq!(rows, vec!["id=1|v=old1|day=x", "id=2|v=new2|day=y", "id=3|v=old3|day=y", "id=4|v=new4|day=z"]);
+    // Key 1 lives in day=x; the source only mentions day=w.
+    let err = merge_err(backend, &loc, vec![partitioned(&[1], &["w"], "moved")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert!(err.to_string().contains("day=x") && err.to_string().contains("day=w"), "{err}");
+    // With the partition in the key, pruning skips other partitions.
+    let report = merge(backend, &loc, vec![partitioned(&[3], &["y"], "again")], MergeOptions::new(["id", "day"], Strategy::Update)).await;
+    assert_eq!(report.updated, 1);
+    assert!(report.files_pruned_by_partition >= 2, "{:?}", report.pruned);
+}
+
+/// Bad input: typed errors naming the culprit; the dataset is untouched.
+pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let good = || vec![rows_of(&[1], "a", "new")];
+    let err = merge_err(backend, &loc, good(), MergeOptions::new(["nope"], Strategy::Upsert)).await;
+    assert!(matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"), "{err}");
+    let err = merge_err(backend, &loc, good(), MergeOptions::new(Vec::<String>::new(), Strategy::Upsert)).await;
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    let mut options = MergeOptions::new(["id"], Strategy::FullMerge);
+    options.rewrite_mode = Some(RewriteMode::Incremental);
+    let err = merge_err(backend, &loc, good(), options).await;
+    assert!(err.to_string().contains("full_merge"), "{err}");
+    let err = "merge_all".parse::<Strategy>().unwrap_err();
+    assert!(err.to_string().contains("merge_all") && err.to_string().contains("full_merge"), "{err}");
+    // Null keys in the source.
+    let nulls = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["a", "a"])),
+            Arc::new(StringArray::from(vec!["x", "y"])),
+            Arc::new(Float64Array::from(vec![1.0, 2.0])),
+        ],
+    )
+    .expect("batch");
+    let err = merge_err(backend, &loc, vec![nulls], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert!(matches!(err, Error::NullKey { ref column, .. } if column == "id"), "{err}");
+    // Float keys against an int64 key: never a silent duplicate.
+    let floats = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Float64, false),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Float64Array::from(vec![1.0])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(Float64Array::from(vec![1.0])),
+        ],
+    )
+    .expect("batch");
+    let err = merge_err(backend, &loc, vec![floats], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("Float64") && err.to_string().contains("Int64"), "{err}");
+    // A missing column.
+    let err = merge_err(backend, &loc, vec![crate::data::small_int32(&[1])], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+}
+
+/// int32 source keys widen into an int64 dataset and match (no duplicate).
+pub async fn int32_source_keys_match_int64_dataset(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let source = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int32Array::from(vec![2, 3])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["a", "a"])),
+            Arc::new(StringArray::from(vec!["new2", "new3"])),
+            Arc::new(Float64Array::from(vec![2.0, 3.0])),
+        ],
+    )
+    .expect("batch");
+    let report = merge(backend, &loc, vec![source], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!((report.inserted, report.updated, report.total), (1, 1, 3));
+    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:new2", "3:new3"]);
+    for file in data_files(&loc).await {
+        let meta = footer(&loc, &file).await;
+        assert_eq!(meta.schema.field_with_name("id").expect("id").data_type(), &DataType::Int64);
+    }
+}
+
+/// A dry run writes nothing and reports what the real run does.
+pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&(0..30).collect::<Vec<_>>(), "a", "old")], 10).await;
+    let before = all_objects(&loc).await;
+    let source = || vec![rows_of(&[5, 25, 77], "a", "new")];
+    let mut options = MergeOptions::new(["id"], Strategy::Upsert);
+    options.dry_run = true;
+    let dry = merge(backend, &loc, source(), options).await;
+    assert!(dry.dry_run);
+    assert_eq!(all_objects(&loc).await, before, "a dry run writes nothing");
+    let real = merge(backend, &loc, source(), MergeOptions::new(["id"], Strategy::Upsert)).await;
+    assert_eq!(
+        (dry.inserted, dry.updated, dry.deleted, dry.total, dry.rewritten_files.len(), dry.preserved_files.len()),
+        (real.inserted, real.updated, real.deleted, real.total, real.rewritten_files.len(), real.preserved_files.len())
+    );
+    assert_eq!(dry.pruned.len(), 1);
+    assert_eq!(dry.files_pruned_by_statistics, 1);
+}
+
+/// `rewrite_mode = full` rewrites every file and gives the same rows.
+pub async fn full_rewrite_mode_gives_the_same_rows(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = seed(backend, fx, vec![rows_of(&(0..20).collect::<Vec<_>>(), "a", "old")], 5).await;
+    let mut options = MergeOptions::new(["id"], Strategy::Upsert);
+    options.rewrite_mode = Some(RewriteMode::Full);
+    let report = merge(backend, &loc, vec![rows_of(&[3, 50], "a", "new")], options).await;
+    assert_eq!(report.rewritten_files.len(), 4);
+    assert!(report.preserved_files.is_empty());
+    assert_eq!((report.inserted, report.updated, report.total), (1, 1, 21));
+    let rows = dataset(backend, &loc).await;
+    assert_eq!(rows.len(), 21);
+    assert!(rows.contains(&"3:new3".to_string()) && rows.contains(&"50:new50".to_string()));
+}

@@ -1,0 +1,1074 @@
+//! Merge a change set into a dataset by key: insert, update, upsert, full_merge, deduplicate.
+//!
+//! The core plans; the shared executor moves the data with arrow kernels:
+//!
+//! 1. **Validate** keys, nulls, types and schemas before anything is written.
+//! 2. **Deduplicate the source by key**: the last occurrence wins (`deduplicate` keeps the row
+//!    with the highest `dedup_order_by` values, ties to the last occurrence).
+//! 3. **Prune candidates**: by hive partition values (only when every partition column is a
+//!    key column, otherwise a moved key would go unseen), then by footer min/max tested
+//!    against the *set* of source keys. Unknown or inexact statistics keep the file.
+//! 4. **Confirm** by scanning only the key columns of candidates (row groups pruned the same
+//!    way) against a hash set of the source keys.
+//! 5. **Rewrite** only confirmed files, row group by row group, replacing matched rows in
+//!    place; write inserts as new files; publish through the commit protocol. Unaffected
+//!    files keep their name and bytes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Batches;
+use crate::commit::{PublishEntry, Staging, Transaction};
+use crate::error::{Error, Result};
+use crate::footer::{FileMeta, object_reader, read_footers, row_group_stats};
+use crate::listing::{self, Listing};
+use crate::partition::{PartitionSchema, partition_dir, repeat_value};
+use crate::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify, widen_batch};
+use crate::stats_types::ColumnStats;
+use crate::storage::Location;
+use crate::value::ScalarValue;
+use crate::write::{DatasetWriter, WriteOptions};
+
+/// How source rows combine with the dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Add rows whose key is not in the dataset; never rewrite existing files.
+    Insert,
+    /// Replace rows whose key is in the dataset; ignore the rest.
+    Update,
+    /// Update matches, insert the rest.
+    Upsert,
+    /// The dataset becomes exactly the source (inserts, updates, deletes).
+    FullMerge,
+    /// Deduplicate the source by key (highest `dedup_order_by` wins), then upsert.
+    Deduplicate,
+}
+
+impl FromStr for Strategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "insert" => Ok(Strategy::Insert),
+            "update" => Ok(Strategy::Update),
+            "upsert" => Ok(Strategy::Upsert),
+            "full_merge" | "full-merge" => Ok(Strategy::FullMerge),
+            "deduplicate" | "dedup" => Ok(Strategy::Deduplicate),
+            _ => Err(Error::invalid_argument(
+                "strategy",
+                s,
+                "valid strategies are: insert, update, upsert, full_merge, deduplicate",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Insert => "insert",
+            Strategy::Update => "update",
+            Strategy::Upsert => "upsert",
+            Strategy::FullMerge => "full_merge",
+            Strategy::Deduplicate => "deduplicate",
+        })
+    }
+}
+
+/// Which files a merge may rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewriteMode {
+    /// Only files holding affected keys (insert, update, upsert).
+    Incremental,
+    /// Every file.
+    Full,
+}
+
+impl FromStr for RewriteMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "incremental" => Ok(RewriteMode::Incremental),
+            "full" => Ok(RewriteMode::Full),
+            _ => Err(Error::invalid_argument(
+                "rewrite_mode",
+                s,
+                "valid rewrite modes are: incremental, full",
+            )),
+        }
+    }
+}
+
+/// Options of a merge.
+#[derive(Clone, Debug)]
+pub struct MergeOptions {
+    /// Key columns (one or more).
+    pub key: Vec<String>,
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Partition columns for new data; `None` detects them from the dataset's layout.
+    pub partition_by: Option<Vec<String>>,
+    /// For `deduplicate`: the row with the highest values of these columns wins.
+    pub dedup_order_by: Vec<String>,
+    /// `None`: incremental for insert/update/upsert, full for full_merge/deduplicate.
+    pub rewrite_mode: Option<RewriteMode>,
+    /// Plan and count without writing.
+    pub dry_run: bool,
+    /// Codec, file and row group sizes for written files (mode and partitioning are ignored).
+    pub write: WriteOptions,
+    /// Wait up to this long for another writer's lease.
+    pub wait: Option<Duration>,
+}
+
+impl MergeOptions {
+    /// Options for `strategy` on `key`.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(key: I, strategy: Strategy) -> Self {
+        MergeOptions {
+            key: key.into_iter().map(Into::into).collect(),
+            strategy,
+            partition_by: None,
+            dedup_order_by: Vec::new(),
+            rewrite_mode: None,
+            dry_run: false,
+            write: WriteOptions::default(),
+            wait: None,
+        }
+    }
+
+    /// The rewrite mode in effect, validated against the strategy.
+    pub fn effective_rewrite_mode(&self) -> Result<RewriteMode> {
+        let full_only = matches!(self.strategy, Strategy::FullMerge | Strategy::Deduplicate);
+        match (self.rewrite_mode, full_only) {
+            (Some(RewriteMode::Incremental), true) => Err(Error::invalid_argument(
+                "rewrite_mode",
+                "incremental",
+                format!(
+                    "incremental rewrite is not supported for {}: it rewrites the whole dataset; use full",
+                    self.strategy
+                ),
+            )),
+            (Some(mode), _) => Ok(mode),
+            (None, true) => Ok(RewriteMode::Full),
+            (None, false) => Ok(RewriteMode::Incremental),
+        }
+    }
+}
+
+/// What happened to a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOperation {
+    /// Rewritten under a new name (the path is the new one).
+    Rewritten,
+    /// Written with new rows.
+    Inserted,
+    /// Untouched: same name, same bytes.
+    Preserved,
+}
+
+/// One file of the dataset after a merge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeFile {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Rows in the file.
+    pub row_count: u64,
+    /// What happened to it.
+    pub operation: FileOperation,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+/// The planning stage that ruled a file out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneStage {
+    /// Its partition holds no source key.
+    Partition,
+    /// Its key min/max range holds no source key.
+    Statistics,
+    /// Its bloom filters rule out every source key.
+    Bloom,
+    /// Scanning its key columns found no source key.
+    KeyScan,
+}
+
+/// A file left out of the rewrite, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedFile {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// The first stage that ruled it out.
+    pub stage: PruneStage,
+}
+
+/// The report of a merge. Every count is counted, never estimated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeReport {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// The rewrite mode used.
+    pub rewrite_mode: RewriteMode,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// Source rows as given.
+    pub source_count: u64,
+    /// Rows in the dataset before.
+    pub target_count_before: u64,
+    /// Rows in the dataset after.
+    pub target_count_after: u64,
+    /// Distinct keys inserted.
+    pub inserted: u64,
+    /// Distinct keys matched and replaced (even when the row is unchanged).
+    pub updated: u64,
+    /// Dataset rows removed.
+    pub deleted: u64,
+    /// Rows in the dataset after (equals `target_count_after`).
+    pub total: u64,
+    /// Every data file after the merge (before it, for a dry run), with its operation.
+    pub files: Vec<MergeFile>,
+    /// Paths of rewritten files (new names; for a dry run, the files that would be rewritten).
+    pub rewritten_files: Vec<String>,
+    /// Paths of files with inserted rows.
+    pub inserted_files: Vec<String>,
+    /// Paths of untouched files.
+    pub preserved_files: Vec<String>,
+    /// The engine.
+    pub engine: String,
+    /// Files in the dataset before the merge.
+    pub files_considered: u64,
+    /// Files ruled out by partition values.
+    pub files_pruned_by_partition: u64,
+    /// Files ruled out by footer statistics.
+    pub files_pruned_by_statistics: u64,
+    /// Files ruled out by bloom filters.
+    pub files_pruned_by_bloom: u64,
+    /// Files whose key columns were scanned.
+    pub files_key_scanned: u64,
+    /// Files confirmed to hold affected keys.
+    pub files_confirmed: u64,
+    /// Each file left out of the rewrite and the stage that did it.
+    pub pruned: Vec<PrunedFile>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+fn null_key(column: &str, side: &str) -> Error {
+    Error::NullKey {
+        column: column.to_string(),
+        side: side.to_string(),
+    }
+}
+
+/// The deduplicated source with its key index.
+struct Source {
+    /// Distinct-key rows in dataset types (file columns then partition columns), in source
+    /// order of the winning rows.
+    rows: RecordBatch,
+    /// `rows` projected to the file schema (no partition columns).
+    file_rows: RecordBatch,
+    /// Encoded key -> row in `rows`.
+    index: HashMap<Box<[u8]>, u32>,
+    /// Each row's partition folder (empty when unpartitioned).
+    dirs: Vec<String>,
+    /// Rows as given.
+    count: u64,
+}
+
+fn key_converter(schema: &Schema, key: &[String]) -> Result<RowConverter> {
+    let fields = key
+        .iter()
+        .map(|k| {
+            let field = schema
+                .field_with_name(k)
+                .map_err(|_| Error::column_not_found(k, "dataset", schema))?;
+            Ok(SortField::new(field.data_type().clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RowConverter::new(fields).map_err(|e| Error::arrow("encoding keys", e))
+}
+
+fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<ArrayRef>> {
+    key.iter()
+        .map(|k| {
+            let column = batch
+                .column_by_name(k)
+                .ok_or_else(|| Error::column_not_found(k, side, &batch.schema()))?;
+            if column.null_count() > 0 {
+                return Err(null_key(k, side));
+            }
+            Ok(Arc::clone(column))
+        })
+        .collect()
+}
+
+/// Partition folder of each row of `batch` for `columns` (values formatted as the writer
+/// formats them).
+fn row_dirs(batch: &RecordBatch, columns: &[String]) -> Result<Vec<String>> {
+    if columns.is_empty() {
+        return Ok(vec![String::new(); batch.num_rows()]);
+    }
+    let options = FormatOptions::default();
+    let arrays: Vec<&ArrayRef> = columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .ok_or_else(|| Error::column_not_found(c, "source", &batch.schema()))
+        })
+        .collect::<Result<_>>()?;
+    let formatters = arrays
+        .iter()
+        .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow("formatting partition values", e))?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let values: Vec<Option<String>> = arrays
+                .iter()
+                .zip(&formatters)
+                .map(|(a, f)| a.is_valid(row).then(|| f.value(row).to_string()))
+                .collect();
+            partition_dir(columns, &values)
+        })
+        .collect())
+}
+
+async fn collect_source(source: Batches) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+    let (schema, stream) = source.into_parts();
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let count = batches.iter().map(|b| b.num_rows() as u64).sum();
+    Ok((schema, batches, count))
+}
+
+/// Deduplicates `batch` by key: last occurrence wins, or the highest `order_by` values
+/// (ties: last occurrence). Returns the winning row indices in ascending order.
+fn dedup_indices(batch: &RecordBatch, key: &[String], order_by: &[String], converter: &RowConverter) -> Result<Vec<u32>> {
+    let keys = converter
+        .convert_columns(&key_columns(batch, key, "source")?)
+        .map_err(|e| Error::arrow("encoding source keys", e))?;
+    let order = if order_by.is_empty() {
+        None
+    } else {
+        let columns: Vec<ArrayRef> = order_by
+            .iter()
+            .map(|c| {
+                batch
+                    .column_by_name(c)
+                    .cloned()
+                    .ok_or_else(|| Error::column_not_found(c, "source (dedup_order_by)", &batch.schema()))
+            })
+            .collect::<Result<_>>()?;
+        let fields = columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
+        let order_converter = RowConverter::new(fields).map_err(|e| Error::arrow("encoding order", e))?;
+        Some(
+            order_converter
+                .convert_columns(&columns)
+                .map_err(|e| Error::arrow("encoding order", e))?,
+        )
+    };
+    let mut best: HashMap<&[u8], u32> = HashMap::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let k = keys.row(row);
+        let slot = best.entry(k.data()).or_insert(row as u32);
+        let current = *slot as usize;
+        let replace = match &order {
+            None => true,
+            Some(order) => order.row(row) >= order.row(current),
+        };
+        if replace {
+            *slot = row as u32;
+        }
+    }
+    let mut winners: Vec<u32> = best.into_values().collect();
+    winners.sort_unstable();
+    Ok(winners)
+}
+
+fn build_source(
+    batches: Vec<RecordBatch>,
+    count: u64,
+    dataset_schema: &SchemaRef,
+    file_schema: &SchemaRef,
+    partitions: &[String],
+    options: &MergeOptions,
+) -> Result<Source> {
+    let conformed: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| conform_batch(b, dataset_schema))
+        .collect::<Result<_>>()?;
+    let all = arrow::compute::concat_batches(dataset_schema, &conformed)
+        .map_err(|e| Error::arrow("collecting the source", e))?;
+    let converter = key_converter(dataset_schema, &options.key)?;
+    let order_by: &[String] = if options.strategy == Strategy::Deduplicate {
+        &options.dedup_order_by
+    } else {
+        &[]
+    };
+    let winners = dedup_indices(&all, &options.key, order_by, &converter)?;
+    let rows = arrow::compute::take_record_batch(&all, &UInt32Array::from(winners))
+        .map_err(|e| Error::arrow("deduplicating the source", e))?;
+    let keys = converter
+        .convert_columns(&key_columns(&rows, &options.key, "source")?)
+        .map_err(|e| Error::arrow("encoding source keys", e))?;
+    let index = (0..rows.num_rows())
+        .map(|i| (Box::<[u8]>::from(keys.row(i).data()), i as u32))
+        .collect();
+    let file_rows = crate::scan::project_to(&rows, file_schema)?;
+    let dirs = row_dirs(&rows, partitions)?;
+    Ok(Source {
+        rows,
+        file_rows,
+        index,
+        dirs,
+        count,
+    })
+}
+
+/// Validates keys and schemas of the source against the dataset.
+fn validate(source_schema: &Schema, dataset_schema: &Schema, options: &MergeOptions) -> Result<()> {
+    for k in &options.key {
+        let target = dataset_schema
+            .field_with_name(k)
+            .map_err(|_| Error::column_not_found(k, "target dataset (key)", dataset_schema))?;
+        let source = source_schema
+            .field_with_name(k)
+            .map_err(|_| Error::column_not_found(k, "source (key)", source_schema))?;
+        if !keys_compatible(source.data_type(), target.data_type())
+            || !can_promote(source.data_type(), target.data_type())
+        {
+            return Err(Error::SchemaMismatch {
+                message: format!(
+                    "key column {k} is {} in the source and {} in the dataset; key types must be \
+                     equal or widen losslessly into the dataset's type",
+                    source.data_type(),
+                    target.data_type()
+                ),
+                columns: vec![k.clone()],
+            });
+        }
+    }
+    for c in &options.dedup_order_by {
+        source_schema
+            .field_with_name(c)
+            .map_err(|_| Error::column_not_found(c, "source (dedup_order_by)", source_schema))?;
+    }
+    check_fits(source_schema, dataset_schema, "merge")
+}
+
+fn validate_options(options: &MergeOptions) -> Result<RewriteMode> {
+    if options.key.is_empty() || options.key.iter().any(|k| k.trim().is_empty()) {
+        return Err(Error::invalid_argument(
+            "key",
+            options.key.join(","),
+            "at least one non-empty key column is required",
+        ));
+    }
+    let unique: HashSet<&String> = options.key.iter().collect();
+    if unique.len() != options.key.len() {
+        return Err(Error::invalid_argument("key", options.key.join(","), "a key column is repeated"));
+    }
+    if !options.dedup_order_by.is_empty() && options.strategy != Strategy::Deduplicate {
+        return Err(Error::invalid_argument(
+            "dedup_order_by",
+            options.dedup_order_by.join(","),
+            "applies only to the deduplicate strategy",
+        ));
+    }
+    options.write.validate()?;
+    options.effective_rewrite_mode()
+}
+
+/// Per-file knowledge gathered by planning.
+struct FilePlan {
+    meta: FileMeta,
+    dir: String,
+    partition: HashMap<String, ScalarValue>,
+    /// Row groups that may hold source keys.
+    row_groups: Vec<usize>,
+    /// Source rows matched by this file's keys (distinct).
+    matched: Vec<u32>,
+    /// Rows of the file whose key matched.
+    matched_rows: u64,
+    pruned: Option<PruneStage>,
+}
+
+/// Whether some source key could lie in a file or row group with these statistics and
+/// partition values. Unknown or inexact statistics say yes.
+fn may_hold_keys(
+    source: &Source,
+    key: &[String],
+    stats: &HashMap<String, ColumnStats>,
+    partition: &HashMap<String, ScalarValue>,
+) -> Result<bool> {
+    let rows = source.rows.num_rows();
+    if rows == 0 {
+        return Ok(false);
+    }
+    let mut mask: Option<BooleanArray> = None;
+    for k in key {
+        let column = source.rows.column_by_name(k).expect("validated key column");
+        let part = if let Some(value) = partition.get(k) {
+            if value.is_null() {
+                return Ok(false);
+            }
+            let value = match value.cast_to(column.data_type()) {
+                Some(v) => v,
+                None => continue,
+            };
+            arrow::compute::kernels::cmp::eq(column, &arrow::array::Scalar::new(Arc::clone(value.array())))
+                .map_err(|e| Error::arrow("pruning by partition key", e))?
+        } else {
+            let Some(s) = stats.get(k) else { continue };
+            let (Some(min), Some(max)) = (&s.min, &s.max) else { continue };
+            if !(s.min_exact && s.max_exact) || min.data_type() != column.data_type() {
+                continue;
+            }
+            let lo = gt_eq(column, &arrow::array::Scalar::new(Arc::clone(min.array())))
+                .map_err(|e| Error::arrow("pruning by statistics", e))?;
+            let hi = lt_eq(column, &arrow::array::Scalar::new(Arc::clone(max.array())))
+                .map_err(|e| Error::arrow("pruning by statistics", e))?;
+            arrow::compute::and(&lo, &hi).map_err(|e| Error::arrow("pruning by statistics", e))?
+        };
+        mask = Some(match mask {
+            None => part,
+            Some(m) => arrow::compute::and(&m, &part).map_err(|e| Error::arrow("pruning", e))?,
+        });
+    }
+    Ok(match mask {
+        None => true,
+        Some(m) => m.true_count() > 0,
+    })
+}
+
+/// How many files are scanned or rewritten at once.
+pub const FILES_IN_PARALLEL: usize = 4;
+
+/// Scans the key columns of one candidate and records the matching source rows.
+async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key: &[String], converter: &RowConverter, file_key_cols: &[String]) -> Result<()> {
+    let describe = location.describe(&plan.meta.file.path);
+    let mut matched: HashSet<u32> = HashSet::new();
+    let mut matched_rows = 0u64;
+    if !plan.row_groups.is_empty() {
+        let schema = Arc::clone(&plan.meta.schema);
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| file_key_cols.contains(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let reader = object_reader(location, &plan.meta.file);
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, plan.meta.reader_metadata.clone());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let mut stream = builder
+            .with_projection(mask)
+            .with_row_groups(plan.row_groups.clone())
+            .with_batch_size(65_536)
+            .build()
+            .map_err(|e| Error::from_parquet(&describe, e))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
+            let keys = file_keys(&batch, key, &plan.partition, converter)?;
+            for row in 0..batch.num_rows() {
+                if let Some(&s) = source.index.get(keys.row(row).data()) {
+                    matched.insert(s);
+                    matched_rows += 1;
+                }
+            }
+        }
+    }
+    let mut matched: Vec<u32> = matched.into_iter().collect();
+    matched.sort_unstable();
+    plan.matched = matched;
+    plan.matched_rows = matched_rows;
+    Ok(())
+}
+
+/// Encodes a file batch's keys (key columns from the file, partition keys from the path),
+/// rejecting nulls.
+fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, ScalarValue>, converter: &RowConverter) -> Result<arrow::row::Rows> {
+    let columns = key
+        .iter()
+        .zip(converter.fields().iter())
+        .map(|(k, field)| {
+            let column = match batch.column_by_name(k) {
+                Some(c) => Arc::clone(c),
+                None => match partition.get(k) {
+                    Some(v) => repeat_value(v, batch.num_rows())?,
+                    None => return Err(Error::column_not_found(k, "target file", &batch.schema())),
+                },
+            };
+            // Older files may hold a narrower key type than the dataset's.
+            let column = if column.data_type() == &field.data_type {
+                column
+            } else {
+                arrow::compute::cast(&column, &field.data_type)
+                    .map_err(|e| Error::arrow(format!("widening key column {k}"), e))?
+            };
+            if column.null_count() > 0 {
+                return Err(null_key(k, "target"));
+            }
+            Ok(column)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    converter
+        .convert_columns(&columns)
+        .map_err(|e| Error::arrow("encoding target keys", e))
+}
+
+/// What a rewrite does with a file's matched and unmatched rows.
+#[derive(Clone, Copy)]
+struct RewriteRule {
+    replace_matches: bool,
+    drop_unmatched: bool,
+}
+
+/// Rewrites one file: matched rows replaced in place (or dropped unmatched rows), the rest
+/// kept in order, streamed row group by row group into a new staged file in the same folder.
+async fn rewrite(
+    location: Location,
+    staging: Staging,
+    plan: &FilePlan,
+    source: &Source,
+    key: &[String],
+    converter: &RowConverter,
+    file_schema: &SchemaRef,
+    write: &WriteOptions,
+    rule: RewriteRule,
+) -> Result<Vec<PublishEntry>> {
+    let describe = location.describe(&plan.meta.file.path);
+    let reader = object_reader(&location, &plan.meta.file);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, plan.meta.reader_metadata.clone());
+    let mut stream = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| Error::from_parquet(&describe, e))?;
+    let mut writer = DatasetWriter::new(staging, Arc::clone(file_schema), write.clone())?;
+    let source_rows = source.file_rows.clone();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
+        let keys = file_keys(&batch, key, &plan.partition, converter)?;
+        let batch = widen_batch(&batch, file_schema)?;
+        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            match source.index.get(keys.row(row).data()) {
+                Some(&s) if rule.replace_matches => indices.push((1, s as usize)),
+                Some(_) => indices.push((0, row)),
+                None if rule.drop_unmatched => {}
+                None => indices.push((0, row)),
+            }
+        }
+        if indices.is_empty() {
+            continue;
+        }
+        let out = interleave_batches(&[&batch, &source_rows], &indices, file_schema)?;
+        writer.write_into(&plan.dir, &out).await?;
+    }
+    writer.finish_allow_none().await
+}
+
+fn interleave_batches(batches: &[&RecordBatch], indices: &[(usize, usize)], schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow::compute::interleave(&arrays, indices).map_err(|e| Error::arrow("assembling rewritten rows", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| Error::arrow("assembling rewritten rows", e))
+}
+
+/// Merges `source` into the dataset at `location`. `engine` names the engine in the report.
+pub async fn merge(engine: &str, location: &Location, source: Batches, options: &MergeOptions) -> Result<MergeReport> {
+    let started = Instant::now();
+    let mode = validate_options(options)?;
+    let (source_schema, source_batches, source_count) = collect_source(source).await?;
+    for k in &options.key {
+        if source_schema.field_with_name(k).is_err() {
+            return Err(Error::column_not_found(k, "source (key)", &source_schema));
+        }
+    }
+    crate::ops::reject_file_path(location).await?;
+    // Plan under the lease so nothing changes between planning and commit (a dry run only
+    // reads and takes no lease).
+    let mut tx = if options.dry_run {
+        None
+    } else {
+        Some(Transaction::begin(location, &format!("merge ({})", options.strategy), options.wait).await?)
+    };
+    let planned = plan_and_run(engine, location, &mut tx, &source_schema, source_batches, source_count, options, mode, started).await;
+    let Some(mut tx) = tx else {
+        return planned.map(|(report, _)| report);
+    };
+    let (mut report, outputs) = match planned {
+        Ok(done) => done,
+        Err(e) => {
+            tx.abort().await;
+            return Err(e);
+        }
+    };
+    let Some((outputs, removals)) = outputs else {
+        tx.abort().await;
+        return Ok(report);
+    };
+    for relative in removals {
+        tx.remove(relative);
+    }
+    let operations: Vec<FileOperation> = outputs.iter().map(|(_, op)| *op).collect();
+    tx.add_all(outputs.into_iter().map(|(e, _)| e));
+    let published = tx.commit().await?;
+    for (file, op) in published.into_iter().zip(operations) {
+        match op {
+            FileOperation::Rewritten => report.rewritten_files.push(file.path.clone()),
+            FileOperation::Inserted => report.inserted_files.push(file.path.clone()),
+            FileOperation::Preserved => {}
+        }
+        report.files.push(MergeFile {
+            path: file.path,
+            row_count: file.row_count,
+            operation: op,
+            size_bytes: file.size_bytes,
+        });
+    }
+    report.files.sort_by(|a, b| a.path.cmp(&b.path));
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Staged outputs with their operations, and the files to remove.
+type Outputs = Option<(Vec<(PublishEntry, FileOperation)>, Vec<String>)>;
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_and_run(
+    engine: &str,
+    location: &Location,
+    tx: &mut Option<Transaction>,
+    source_schema: &SchemaRef,
+    source_batches: Vec<RecordBatch>,
+    source_count: u64,
+    options: &MergeOptions,
+    mode: RewriteMode,
+    started: Instant,
+) -> Result<(MergeReport, Outputs)> {
+    let files = match listing::list(location).await? {
+        Listing::File(_) => {
+            return Err(Error::NotADirectory {
+                path: location.to_string(),
+            });
+        }
+        Listing::Missing => Vec::new(),
+        Listing::Dataset(files) => files,
+    };
+    let mut report = MergeReport {
+        strategy: options.strategy,
+        rewrite_mode: mode,
+        dry_run: options.dry_run,
+        source_count,
+        target_count_before: 0,
+        target_count_after: 0,
+        inserted: 0,
+        updated: 0,
+        deleted: 0,
+        total: 0,
+        files: Vec::new(),
+        rewritten_files: Vec::new(),
+        inserted_files: Vec::new(),
+        preserved_files: Vec::new(),
+        engine: engine.to_string(),
+        files_considered: files.len() as u64,
+        files_pruned_by_partition: 0,
+        files_pruned_by_statistics: 0,
+        files_pruned_by_bloom: 0,
+        files_key_scanned: 0,
+        files_confirmed: 0,
+        pruned: Vec::new(),
+        elapsed_ms: 0,
+    };
+
+    // The dataset's shape: footers (read once), layout, schema.
+    let metas = read_footers(location, files).await?;
+    let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
+    // Partition values live in paths, untyped: read them as the source's types so that a
+    // source with `day` as text matches folders that inference would read as dates.
+    let overrides: HashMap<String, arrow::datatypes::DataType> = PartitionSchema::infer(&layouts, &HashMap::new())
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let field = source_schema.field_with_name(&name).ok()?;
+            Some((name, field.data_type().clone()))
+        })
+        .collect();
+    let layout = PartitionSchema::infer(&layouts, &overrides);
+    let partitions: Vec<String> = if metas.is_empty() {
+        options.partition_by.clone().unwrap_or_default()
+    } else {
+        let names = layout.names();
+        if let Some(given) = &options.partition_by
+            && given != &names
+        {
+            return Err(Error::invalid_argument(
+                "partition_by",
+                given.join(","),
+                format!("the dataset is partitioned by [{}]", names.join(",")),
+            ));
+        }
+        names
+    };
+    let (file_schema, dataset_schema): (SchemaRef, SchemaRef) = if metas.is_empty() {
+        let write = options.write.clone().with_partition_by(partitions.clone());
+        (write.file_schema(source_schema)?, Arc::clone(source_schema))
+    } else {
+        let schemas: Vec<SchemaRef> = metas.iter().map(|m| Arc::clone(&m.schema)).collect();
+        let file_schema = Arc::new(unify(&schemas)?);
+        let dataset_schema = Arc::new(layout.extend(&file_schema));
+        (file_schema, dataset_schema)
+    };
+    validate(source_schema, &dataset_schema, options)?;
+    // Null keys in the target are known from the footers without a scan.
+    for meta in &metas {
+        for k in &options.key {
+            if meta.column_stats.get(k).and_then(|s| s.null_count).is_some_and(|n| n > 0) {
+                return Err(Error::NullKey {
+                    column: k.clone(),
+                    side: format!("target (file {})", meta.file.relative),
+                });
+            }
+        }
+    }
+    let source = build_source(source_batches, source_count, &dataset_schema, &file_schema, &partitions, options)?;
+    let distinct = source.rows.num_rows() as u64;
+    report.target_count_before = metas.iter().map(|m| m.num_rows).sum();
+
+    let converter = key_converter(&dataset_schema, &options.key)?;
+    let file_key_cols: Vec<String> = options.key.iter().filter(|k| !partitions.contains(k)).cloned().collect();
+    let partition_pruning = !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
+    let source_dirs: HashSet<&str> = source.dirs.iter().map(String::as_str).collect();
+    let full = mode == RewriteMode::Full;
+
+    // Plan each file.
+    let mut plans = Vec::with_capacity(metas.len());
+    for meta in metas {
+        let partition = layout.values_of(&meta.file.partition)?;
+        let dir = meta
+            .file
+            .relative
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        let mut plan = FilePlan {
+            row_groups: (0..meta.num_row_groups).collect(),
+            meta,
+            dir,
+            partition,
+            matched: Vec::new(),
+            matched_rows: 0,
+            pruned: None,
+        };
+        if !full {
+            if partition_pruning && !source_dirs.contains(plan.dir.as_str()) {
+                plan.pruned = Some(PruneStage::Partition);
+            } else if !may_hold_keys(&source, &options.key, &plan.meta.column_stats, &plan.partition)? {
+                plan.pruned = Some(PruneStage::Statistics);
+            } else {
+                let key_set: BTreeSet<String> = file_key_cols.iter().cloned().collect();
+                let mut kept = Vec::new();
+                for rg in 0..plan.meta.num_row_groups {
+                    let stats = row_group_stats(&plan.meta, rg, &key_set);
+                    if may_hold_keys(&source, &options.key, &stats, &plan.partition)? {
+                        kept.push(rg);
+                    }
+                }
+                plan.row_groups = kept;
+            }
+        }
+        plans.push(plan);
+    }
+
+    // Confirm with key-only scans (every file in full mode, to count).
+    let candidates: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].pruned.is_none()).collect();
+    report.files_key_scanned = candidates.len() as u64;
+    {
+        let mut chosen: Vec<&mut FilePlan> = plans.iter_mut().filter(|p| p.pruned.is_none()).collect();
+        let results: Vec<Result<()>> = futures::stream::iter(chosen.iter_mut())
+            .map(|plan| confirm(location, plan, &source, &options.key, &converter, &file_key_cols))
+            .buffer_unordered(FILES_IN_PARALLEL)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+    }
+    // A matched key must stay in its partition.
+    let mut matched_sources: HashSet<u32> = HashSet::new();
+    let mut matched_rows = 0u64;
+    for plan in &plans {
+        for &s in &plan.matched {
+            if !partitions.is_empty() && source.dirs[s as usize] != plan.dir {
+                let key_text = options
+                    .key
+                    .iter()
+                    .map(|k| {
+                        let column = source.rows.column_by_name(k).expect("key");
+                        format!("{k}={}", ScalarValue::from_array(column.as_ref(), s as usize))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::invalid_argument(
+                    "source row",
+                    key_text,
+                    format!(
+                        "the key lives in partition {} but the source puts it in {}; partition \
+                         values cannot change for existing keys",
+                        plan.dir, source.dirs[s as usize]
+                    ),
+                ));
+            }
+            matched_sources.insert(s);
+        }
+        matched_rows += plan.matched_rows;
+    }
+    let strategy = options.strategy;
+    let rule = RewriteRule {
+        replace_matches: strategy != Strategy::Insert,
+        drop_unmatched: strategy == Strategy::FullMerge,
+    };
+    let inserts: Vec<u32> = match strategy {
+        Strategy::Update => Vec::new(),
+        _ => (0..distinct as u32).filter(|s| !matched_sources.contains(s)).collect(),
+    };
+    report.inserted = inserts.len() as u64;
+    report.updated = if strategy == Strategy::Insert { 0 } else { matched_sources.len() as u64 };
+    report.deleted = if strategy == Strategy::FullMerge { report.target_count_before - matched_rows } else { 0 };
+    for plan in plans.iter_mut() {
+        if plan.pruned.is_none() && !full && (plan.matched.is_empty() || strategy == Strategy::Insert) {
+            plan.pruned = Some(PruneStage::KeyScan);
+        }
+    }
+    report.files_confirmed = plans.iter().filter(|p| !p.matched.is_empty()).count() as u64;
+    for plan in &plans {
+        match plan.pruned {
+            Some(PruneStage::Partition) => report.files_pruned_by_partition += 1,
+            Some(PruneStage::Statistics) => report.files_pruned_by_statistics += 1,
+            Some(PruneStage::Bloom) => report.files_pruned_by_bloom += 1,
+            _ => {}
+        }
+        if let Some(stage) = plan.pruned {
+            report.pruned.push(PrunedFile {
+                path: plan.meta.file.relative.clone(),
+                stage,
+            });
+        }
+    }
+    let to_rewrite: Vec<&FilePlan> = plans.iter().filter(|p| p.pruned.is_none()).collect();
+    let preserved: Vec<&FilePlan> = plans.iter().filter(|p| p.pruned.is_some()).collect();
+    report.target_count_after = report.target_count_before + report.inserted - report.deleted;
+    report.total = report.target_count_after;
+    for plan in &preserved {
+        report.preserved_files.push(plan.meta.file.relative.clone());
+        report.files.push(MergeFile {
+            path: plan.meta.file.relative.clone(),
+            row_count: plan.meta.num_rows,
+            operation: FileOperation::Preserved,
+            size_bytes: plan.meta.file.size,
+        });
+    }
+
+    if options.dry_run {
+        for plan in &to_rewrite {
+            report.rewritten_files.push(plan.meta.file.relative.clone());
+            report.files.push(MergeFile {
+                path: plan.meta.file.relative.clone(),
+                row_count: plan.meta.num_rows,
+                operation: FileOperation::Rewritten,
+                size_bytes: plan.meta.file.size,
+            });
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok((report, None));
+    }
+    if to_rewrite.is_empty() && inserts.is_empty() && !(strategy == Strategy::FullMerge && report.files_considered == 0) {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok((report, None));
+    }
+
+    let Some(tx) = tx.as_mut() else {
+        return Ok((report, None));
+    };
+    let outputs = execute(
+        tx,
+        location,
+        &to_rewrite,
+        &source,
+        &inserts,
+        &options.key,
+        &converter,
+        &file_schema,
+        &dataset_schema,
+        &partitions,
+        options,
+        rule,
+        report.target_count_after == 0,
+    )
+    .await?;
+    let removals = to_rewrite.iter().map(|p| p.meta.file.relative.clone()).collect();
+    Ok((report, Some((outputs, removals))))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    tx: &mut Transaction,
+    location: &Location,
+    to_rewrite: &[&FilePlan],
+    source: &Source,
+    inserts: &[u32],
+    key: &[String],
+    converter: &RowConverter,
+    file_schema: &SchemaRef,
+    dataset_schema: &SchemaRef,
+    partitions: &[String],
+    options: &MergeOptions,
+    rule: RewriteRule,
+    ends_empty: bool,
+) -> Result<Vec<(PublishEntry, FileOperation)>> {
+    let mut write = options.write.clone();
+    write.partition_by = Vec::new();
+    let staging = tx.staging();
+    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(to_rewrite.iter())
+        .map(|plan| rewrite(location.clone(), staging.clone(), plan, source, key, converter, file_schema, &write, rule))
+        .buffered(FILES_IN_PARALLEL)
+        .try_collect()
+        .await?;
+    let mut outputs: Vec<(PublishEntry, FileOperation)> = rewritten
+        .into_iter()
+        .flatten()
+        .map(|e| (e, FileOperation::Rewritten))
+        .collect();
+    if !inserts.is_empty() || ends_empty {
+        let rows = arrow::compute::take_record_batch(&source.rows, &UInt32Array::from(inserts.to_vec()))
+            .map_err(|e| Error::arrow("selecting inserted rows", e))?;
+        let insert_options = options.write.clone().with_partition_by(partitions.to_vec());
+        let mut writer = DatasetWriter::new(staging, Arc::clone(dataset_schema), insert_options)?;
+        writer.write(&rows).await?;
+        // A dataset that ends with no rows keeps one empty file with the schema.
+        let entries = if ends_empty && outputs.iter().all(|(e, _)| e.row_count == 0) {
+            writer.finish().await?
+        } else {
+            writer.finish_allow_none().await?
+        };
+        outputs.extend(entries.into_iter().map(|e| (e, FileOperation::Inserted)));
+    }
+    Ok(outputs)
+}
