@@ -19,11 +19,10 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport};
+use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions};
 use fsk_core::error::{Error, Result};
 use fsk_core::scan::{limit_stream, plan_scan};
 use fsk_core::storage::Location;
-use fsk_core::write::WriteOptions;
 
 /// The arrow-rs engine.
 #[derive(Clone, Debug, Default)]
@@ -56,23 +55,7 @@ impl DatasetBackend for ArrowBackend {
         }
     }
 
-    async fn write(
-        &self,
-        location: &Location,
-        input: Batches,
-        options: &WriteOptions,
-    ) -> Result<WriteReport> {
-        fsk_core::ops::write_dataset(self.name(), location, input, options).await
-    }
 
-    async fn merge(
-        &self,
-        location: &Location,
-        source: Batches,
-        options: &fsk_core::merge::MergeOptions,
-    ) -> Result<fsk_core::merge::MergeReport> {
-        fsk_core::merge::merge(self.name(), location, source, options).await
-    }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;

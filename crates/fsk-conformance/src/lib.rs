@@ -13,6 +13,7 @@ pub mod data;
 pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
+pub mod store;
 pub mod write_checks;
 
 use std::panic::AssertUnwindSafe;
@@ -148,6 +149,8 @@ checks!(
     merge_checks::int32_source_keys_match_int64_dataset,
     merge_checks::dry_run_plans_without_writing,
     merge_checks::full_rewrite_mode_gives_the_same_rows,
+    merge_checks::merge_reads_only_what_pruning_allows,
+    merge_checks::failing_store_fails_cleanly_and_recovers,
 );
 
 /// Runs every check on local disk and on `memory://`; panics listing every failure.

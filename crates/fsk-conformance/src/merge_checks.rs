@@ -458,3 +458,113 @@ pub async fn full_rewrite_mode_gives_the_same_rows(backend: &dyn DatasetBackend,
     assert_eq!(rows.len(), 21);
     assert!(rows.contains(&"3:new3".to_string()) && rows.contains(&"50:new50".to_string()));
 }
+
+/// I/O that pruning allows, proven with a logging store: files ruled out by statistics are
+/// read only in their footer; files whose key scan finds nothing are read only in their
+/// footer and key column chunks; only the confirmed file is read in full.
+pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, _fx: &Fixture) {
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let counting = Arc::new(crate::store::CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+    let store: Arc<dyn ObjectStore> = Arc::clone(&counting) as Arc<dyn ObjectStore>;
+    let loc = Location::from_store(Arc::clone(&store), object_store::path::Path::from("ds"), "counting://ds");
+    // Four files spanning the whole id range (statistics cannot help), two far away.
+    for f in 0..4i64 {
+        let ids: Vec<i64> = (0..25).map(|i| i * 4 + f).collect();
+        backend.write(&loc, batches(vec![rows_of(&ids, "a", "payload-payload-payload-")]), &WriteOptions::default()).await.expect("write");
+    }
+    for base in [1000i64, 2000] {
+        let ids: Vec<i64> = (base..base + 10).collect();
+        backend.write(&loc, batches(vec![rows_of(&ids, "a", "far")]), &WriteOptions::default()).await.expect("write");
+    }
+    // Allowed byte ranges per file: the footer, and the key column chunks.
+    let mut footer_ranges = std::collections::HashMap::new();
+    let mut key_ranges: std::collections::HashMap<String, Vec<std::ops::Range<u64>>> = std::collections::HashMap::new();
+    for file in fsk_core::listing::data_files(&loc).await.expect("list") {
+        let tail = store.get_range(&file.path, file.size - 8..file.size).await.expect("tail");
+        let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+        footer_ranges.insert(file.path.to_string(), file.size - 8 - len..file.size);
+        let meta = fsk_core::footer::read_footer(&loc, file.clone()).await.expect("footer");
+        let id = meta.schema.index_of("id").expect("id");
+        key_ranges.insert(
+            file.path.to_string(),
+            meta.metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| {
+                    let (start, len) = rg.column(id).byte_range();
+                    start..start + len
+                })
+                .collect(),
+        );
+    }
+    counting.take();
+    let report = merge(backend, &loc, vec![rows_of(&[5], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    assert_eq!(report.files_pruned_by_statistics, 2, "{:?}", report.pruned);
+    assert_eq!(report.files_key_scanned, 4);
+    assert_eq!(report.files_confirmed, 1);
+    let log = counting.take();
+    let within = |r: &std::ops::Range<u64>, allowed: &std::ops::Range<u64>| r.start >= allowed.start && r.end <= allowed.end;
+    let mut checked = 0;
+    for request in log.iter().filter(|r| r.kind == crate::store::Kind::Get) {
+        let relative = request.path.trim_start_matches("ds/").to_string();
+        let Some(footer) = footer_ranges.get(&request.path) else { continue };
+        let stage = report.pruned.iter().find(|p| p.path == relative).map(|p| p.stage);
+        for range in &request.ranges {
+            checked += 1;
+            match stage {
+                Some(PruneStage::Statistics) => {
+                    assert!(within(range, footer), "{relative}: pruned by statistics but read {range:?} outside its footer {footer:?}")
+                }
+                Some(PruneStage::KeyScan) => assert!(
+                    within(range, footer) || key_ranges[&request.path].iter().any(|k| within(range, k)),
+                    "{relative}: key-scanned but read {range:?}, outside the footer {footer:?} and key chunks {:?}",
+                    key_ranges[&request.path]
+                ),
+                _ => {}
+            }
+        }
+    }
+    assert!(checked > 0, "the log saw ranged reads");
+}
+
+/// A store that fails a share of requests: the merge either succeeds exactly or fails
+/// cleanly, and after recovery the dataset is the before or the after state.
+pub async fn failing_store_fails_cleanly_and_recovers(backend: &dyn DatasetBackend, _fx: &Fixture) {
+    use object_store::ObjectStore;
+    let mut outcomes = (0, 0);
+    for every in [3u64, 5, 7, 11, 13] {
+        let counting = Arc::new(crate::store::CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let store: Arc<dyn ObjectStore> = Arc::clone(&counting) as Arc<dyn ObjectStore>;
+        let loc = Location::from_store(store, object_store::path::Path::from("ds"), format!("failing-{every}://ds"));
+        backend
+            .write(&loc, batches(vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")]), &WriteOptions::default().with_max_rows_per_file(10))
+            .await
+            .expect("seed");
+        let before = dataset(backend, &loc).await;
+        counting.fail_every(every);
+        let result = backend.merge(&loc, batches(vec![rows_of(&[3, 25, 77], "a", "new")]), &MergeOptions::new(["id"], Strategy::Upsert)).await;
+        counting.fail_every(0);
+        match &result {
+            Ok(_) => outcomes.0 += 1,
+            Err(e) => {
+                outcomes.1 += 1;
+                assert!(!matches!(e, Error::Internal(_)), "a storage failure is not a bug: {e}");
+            }
+        }
+        fsk_core::commit::recover(&loc, None).await.expect("recover");
+        let after = dataset(backend, &loc).await;
+        let expected_after = {
+            let mut v: Vec<String> = before.iter().filter(|r| !r.starts_with("3:") && !r.starts_with("25:")).cloned().collect();
+            v.extend(["3:new3".to_string(), "25:new25".to_string(), "77:new77".to_string()]);
+            v.sort_by_key(|s| s.split(':').next().and_then(|i| i.parse::<i64>().ok()));
+            v
+        };
+        assert!(after == before || after == expected_after, "every {every}: a mixed state {after:?}");
+        if result.is_ok() {
+            assert_eq!(after, expected_after);
+        }
+        let leftovers: Vec<String> = all_objects(&loc).await.into_iter().filter(|p| p.starts_with("_fsk/")).collect();
+        assert!(leftovers.is_empty(), "every {every}: {leftovers:?}");
+    }
+    assert!(outcomes.1 > 0, "some injected failures hit the merge: {outcomes:?}");
+}

@@ -411,6 +411,14 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
                     assert!(expected_rows.is_empty(), "{case:?}");
                     return Ok(());
                 }
+                if expected_rows.is_empty() {
+                    // An emptied dataset keeps one zero-row file at its root (no partition
+                    // folder, so no partition column to project).
+                    let got = backend.read(&loc, &ReadOptions::default()).await.expect("read");
+                    let got = got.collect().await.expect("rows");
+                    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "{case:?}");
+                    return Ok(());
+                }
                 let read = ReadOptions::default().with_columns(["id", "v", "day"]);
                 let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
                 let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));

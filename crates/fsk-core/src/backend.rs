@@ -198,13 +198,16 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
     /// What the engine supports.
     fn capabilities(&self) -> Capabilities;
 
-    /// Writes `input` as a dataset at `location`.
+    /// Writes `input` as a dataset at `location`. The default is the core's shared streaming
+    /// writer and commit protocol, which every engine uses today.
     async fn write(
         &self,
         location: &Location,
         input: Batches,
         options: &WriteOptions,
-    ) -> Result<WriteReport>;
+    ) -> Result<WriteReport> {
+        crate::ops::write_dataset(self.name(), location, input, options).await
+    }
 
     /// Reads a dataset (or one file) as a stream of batches.
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches>;
@@ -214,14 +217,15 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         crate::ops::stats(location, options).await
     }
 
-    /// Merges `source` into the dataset by key.
+    /// Merges `source` into the dataset by key. The default is the core's merge executor
+    /// (arrow kernels), which every engine uses today.
     async fn merge(
         &self,
-        _location: &Location,
-        _source: Batches,
-        _options: &crate::merge::MergeOptions,
+        location: &Location,
+        source: Batches,
+        options: &crate::merge::MergeOptions,
     ) -> Result<crate::merge::MergeReport> {
-        Err(self.not_supported("merge"))
+        crate::merge::merge(self.name(), location, source, options).await
     }
 
     /// Runs a SQL query over the dataset registered as table `dataset`.

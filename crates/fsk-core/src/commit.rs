@@ -132,15 +132,27 @@ impl LeaseInfo {
         )
     }
 
-    /// Whether the lease can be broken: expired, or held by a dead process on this host.
+    /// Whether the lease can be broken: expired, held by a dead process on this host, or
+    /// left behind by this process (a release that failed) for a transaction no longer open.
     fn is_stale(&self) -> bool {
         if self.expires_at_ms < now_ms() {
             return true;
         }
-        self.host == host_name()
-            && self.pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        if self.host != host_name() {
+            return false;
+        }
+        if self.pid == std::process::id() {
+            return !active_transactions().lock().is_ok_and(|a| a.contains(&self.txn));
+        }
+        !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+}
+
+/// Transactions of this process that hold a lease.
+fn active_transactions() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static ACTIVE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    ACTIVE.get_or_init(Default::default)
 }
 
 /// One file to publish.
@@ -285,6 +297,9 @@ async fn acquire_lease(
             .await;
         match put {
             Ok(_) => {
+                if let Ok(mut active) = active_transactions().lock() {
+                    active.insert(txn.to_string());
+                }
                 let renewer = spawn_renewer(location.clone(), path.clone(), info);
                 return Ok(Lease { path, renewer });
             }
@@ -488,6 +503,9 @@ impl Transaction {
         if let Some(lease) = self.lease.take() {
             lease.renewer.abort();
             let _ = self.location.store().delete(&lease.path).await;
+            if let Ok(mut active) = active_transactions().lock() {
+                active.remove(&self.txn);
+            }
             // Local folders outlive their files: remove fsk's own folders once empty, and the
             // dataset folder if the operation left nothing in it (a no-op merge into a missing
             // dataset creates nothing). `remove_dir` never removes a folder with content.
@@ -508,8 +526,11 @@ impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(lease) = &self.lease {
             // Dropped without commit or abort (a panic or a cancelled future): stop renewing;
-            // the lease expires or is broken as stale, and recovery rolls the staging back.
+            // the lease is stale from now on, and recovery rolls the staging back.
             lease.renewer.abort();
+            if let Ok(mut active) = active_transactions().lock() {
+                active.remove(&self.txn);
+            }
         }
     }
 }

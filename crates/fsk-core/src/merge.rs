@@ -284,21 +284,6 @@ struct Source {
     index: HashMap<Box<[u8]>, u32>,
     /// Each row's partition folder (empty when unpartitioned).
     dirs: Vec<String>,
-    /// Rows as given.
-    count: u64,
-}
-
-fn key_converter(schema: &Schema, key: &[String]) -> Result<RowConverter> {
-    let fields = key
-        .iter()
-        .map(|k| {
-            let field = schema
-                .field_with_name(k)
-                .map_err(|_| Error::column_not_found(k, "dataset", schema))?;
-            Ok(SortField::new(field.data_type().clone()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RowConverter::new(fields).map_err(|e| Error::arrow("encoding keys", e))
 }
 
 fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<ArrayRef>> {
@@ -400,7 +385,6 @@ fn dedup_indices(batch: &RecordBatch, key: &[String], order_by: &[String], conve
 
 fn build_source(
     batches: Vec<RecordBatch>,
-    count: u64,
     dataset_schema: &SchemaRef,
     file_schema: &SchemaRef,
     partitions: &[String],
@@ -412,16 +396,17 @@ fn build_source(
         .collect::<Result<_>>()?;
     let all = arrow::compute::concat_batches(dataset_schema, &conformed)
         .map_err(|e| Error::arrow("collecting the source", e))?;
-    let converter = key_converter(dataset_schema, &options.key)?;
+    let converter = KeyEncoder::new(dataset_schema, &options.key)?;
     let order_by: &[String] = if options.strategy == Strategy::Deduplicate {
         &options.dedup_order_by
     } else {
         &[]
     };
-    let winners = dedup_indices(&all, &options.key, order_by, &converter)?;
+    let winners = dedup_indices(&all, &options.key, order_by, &converter.rows)?;
     let rows = arrow::compute::take_record_batch(&all, &UInt32Array::from(winners))
         .map_err(|e| Error::arrow("deduplicating the source", e))?;
     let keys = converter
+        .rows
         .convert_columns(&key_columns(&rows, &options.key, "source")?)
         .map_err(|e| Error::arrow("encoding source keys", e))?;
     let index = (0..rows.num_rows())
@@ -434,7 +419,6 @@ fn build_source(
         file_rows,
         index,
         dirs,
-        count,
     })
 }
 
@@ -558,7 +542,7 @@ fn may_hold_keys(
 pub const FILES_IN_PARALLEL: usize = 4;
 
 /// Scans the key columns of one candidate and records the matching source rows.
-async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key: &[String], converter: &RowConverter, file_key_cols: &[String]) -> Result<()> {
+async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key: &[String], converter: &KeyEncoder, file_key_cols: &[String]) -> Result<()> {
     let describe = location.describe(&plan.meta.file.path);
     let mut matched: HashSet<u32> = HashSet::new();
     let mut matched_rows = 0u64;
@@ -600,11 +584,11 @@ async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key:
 
 /// Encodes a file batch's keys (key columns from the file, partition keys from the path),
 /// rejecting nulls.
-fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, ScalarValue>, converter: &RowConverter) -> Result<arrow::row::Rows> {
+fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, ScalarValue>, converter: &KeyEncoder) -> Result<arrow::row::Rows> {
     let columns = key
         .iter()
-        .zip(converter.fields().iter())
-        .map(|(k, field)| {
+        .zip(converter.key_types())
+        .map(|(k, key_type)| {
             let column = match batch.column_by_name(k) {
                 Some(c) => Arc::clone(c),
                 None => match partition.get(k) {
@@ -613,10 +597,10 @@ fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, Sc
                 },
             };
             // Older files may hold a narrower key type than the dataset's.
-            let column = if column.data_type() == &field.data_type {
+            let column = if column.data_type() == key_type {
                 column
             } else {
-                arrow::compute::cast(&column, &field.data_type)
+                arrow::compute::cast(&column, key_type)
                     .map_err(|e| Error::arrow(format!("widening key column {k}"), e))?
             };
             if column.null_count() > 0 {
@@ -626,8 +610,36 @@ fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, Sc
         })
         .collect::<Result<Vec<_>>>()?;
     converter
+        .rows
         .convert_columns(&columns)
         .map_err(|e| Error::arrow("encoding target keys", e))
+}
+
+/// Encodes key tuples of the dataset's key types into comparable bytes.
+struct KeyEncoder {
+    rows: RowConverter,
+    types: Vec<arrow::datatypes::DataType>,
+}
+
+impl KeyEncoder {
+    fn new(schema: &Schema, key: &[String]) -> Result<Self> {
+        let types = key
+            .iter()
+            .map(|k| {
+                schema
+                    .field_with_name(k)
+                    .map(|f| f.data_type().clone())
+                    .map_err(|_| Error::column_not_found(k, "dataset", schema))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
+            .map_err(|e| Error::arrow("encoding keys", e))?;
+        Ok(KeyEncoder { rows, types })
+    }
+
+    fn key_types(&self) -> &[arrow::datatypes::DataType] {
+        &self.types
+    }
 }
 
 /// What a rewrite does with a file's matched and unmatched rows.
@@ -645,7 +657,7 @@ async fn rewrite(
     plan: &FilePlan,
     source: &Source,
     key: &[String],
-    converter: &RowConverter,
+    converter: &KeyEncoder,
     file_schema: &SchemaRef,
     write: &WriteOptions,
     rule: RewriteRule,
@@ -848,11 +860,11 @@ async fn plan_and_run(
             }
         }
     }
-    let source = build_source(source_batches, source_count, &dataset_schema, &file_schema, &partitions, options)?;
+    let source = build_source(source_batches, &dataset_schema, &file_schema, &partitions, options)?;
     let distinct = source.rows.num_rows() as u64;
     report.target_count_before = metas.iter().map(|m| m.num_rows).sum();
 
-    let converter = key_converter(&dataset_schema, &options.key)?;
+    let converter = KeyEncoder::new(&dataset_schema, &options.key)?;
     let file_key_cols: Vec<String> = options.key.iter().filter(|k| !partitions.contains(k)).cloned().collect();
     let partition_pruning = !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
     let source_dirs: HashSet<&str> = source.dirs.iter().map(String::as_str).collect();
@@ -901,9 +913,13 @@ async fn plan_and_run(
     let candidates: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].pruned.is_none()).collect();
     report.files_key_scanned = candidates.len() as u64;
     {
-        let mut chosen: Vec<&mut FilePlan> = plans.iter_mut().filter(|p| p.pruned.is_none()).collect();
-        let results: Vec<Result<()>> = futures::stream::iter(chosen.iter_mut())
+        // Futures are built first so that no closure lives in the stream's state.
+        let scans: Vec<_> = plans
+            .iter_mut()
+            .filter(|p| p.pruned.is_none())
             .map(|plan| confirm(location, plan, &source, &options.key, &converter, &file_key_cols))
+            .collect();
+        let results: Vec<Result<()>> = futures::stream::iter(scans)
             .buffer_unordered(FILES_IN_PARALLEL)
             .collect()
             .await;
@@ -1035,7 +1051,7 @@ async fn execute(
     source: &Source,
     inserts: &[u32],
     key: &[String],
-    converter: &RowConverter,
+    converter: &KeyEncoder,
     file_schema: &SchemaRef,
     dataset_schema: &SchemaRef,
     partitions: &[String],
@@ -1046,8 +1062,11 @@ async fn execute(
     let mut write = options.write.clone();
     write.partition_by = Vec::new();
     let staging = tx.staging();
-    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(to_rewrite.iter())
+    let rewrites: Vec<_> = to_rewrite
+        .iter()
         .map(|plan| rewrite(location.clone(), staging.clone(), plan, source, key, converter, file_schema, &write, rule))
+        .collect();
+    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(rewrites)
         .buffered(FILES_IN_PARALLEL)
         .try_collect()
         .await?;

@@ -255,6 +255,18 @@ impl ScanPlan {
             .boxed()
     }
 
+    /// The result when there is no filter: the scan projected to the output columns, with
+    /// the limit applied.
+    pub fn unfiltered(&self) -> crate::backend::Batches {
+        let schema = Arc::clone(&self.output_schema);
+        let projected = Arc::clone(&schema);
+        let stream = self
+            .scan()
+            .map(move |batch| project_to(&batch?, &projected))
+            .boxed();
+        crate::backend::Batches::new(schema, limit_stream(stream, self.limit))
+    }
+
     /// Projects a scan batch to the output columns.
     pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         project_to(batch, &self.output_schema)

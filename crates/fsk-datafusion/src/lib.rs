@@ -21,13 +21,12 @@ use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
 use fsk_core::backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport,
+    BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions,
 };
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::{limit_stream, plan_scan, project_to};
+use fsk_core::scan::plan_scan;
 use fsk_core::schema::cast_by_position;
 use fsk_core::storage::Location;
-use fsk_core::write::WriteOptions;
 
 const ENGINE: &str = "datafusion";
 
@@ -143,36 +142,15 @@ impl DatasetBackend for DataFusionBackend {
         }
     }
 
-    async fn write(
-        &self,
-        location: &Location,
-        input: Batches,
-        options: &WriteOptions,
-    ) -> Result<WriteReport> {
-        fsk_core::ops::write_dataset(self.name(), location, input, options).await
-    }
 
-    async fn merge(
-        &self,
-        location: &Location,
-        source: Batches,
-        options: &fsk_core::merge::MergeOptions,
-    ) -> Result<fsk_core::merge::MergeReport> {
-        fsk_core::merge::merge(self.name(), location, source, options).await
-    }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
+        let Some(filter) = &plan.filter else {
+            return Ok(plan.unfiltered());
+        };
         let output_schema = Arc::clone(&plan.output_schema);
         let scan = plan.scan();
-        let Some(filter) = &plan.filter else {
-            let schema = Arc::clone(&output_schema);
-            let stream = scan.map(move |batch| project_to(&batch?, &schema)).boxed();
-            return Ok(Batches::new(
-                output_schema,
-                limit_stream(stream, plan.limit),
-            ));
-        };
         let ctx = SessionContext::new();
         register_stream(&ctx, "scan", Arc::clone(&plan.scan_schema), scan)?;
         let columns = output_schema

@@ -15,12 +15,11 @@ use async_trait::async_trait;
 use duckdb::Connection;
 use futures::StreamExt;
 
-use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions, WriteReport};
+use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions};
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::{limit_stream, plan_scan, project_to};
+use fsk_core::scan::{limit_stream, plan_scan};
 use fsk_core::schema::cast_by_position;
 use fsk_core::storage::Location;
-use fsk_core::write::WriteOptions;
 
 const ENGINE: &str = "duckdb";
 
@@ -139,66 +138,46 @@ impl DatasetBackend for DuckDbBackend {
         }
     }
 
-    async fn write(
-        &self,
-        location: &Location,
-        input: Batches,
-        options: &WriteOptions,
-    ) -> Result<WriteReport> {
-        fsk_core::ops::write_dataset(self.name(), location, input, options).await
-    }
 
-    async fn merge(
-        &self,
-        location: &Location,
-        source: Batches,
-        options: &fsk_core::merge::MergeOptions,
-    ) -> Result<fsk_core::merge::MergeReport> {
-        fsk_core::merge::merge(self.name(), location, source, options).await
-    }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
+        let Some(filter) = &plan.filter else {
+            return Ok(plan.unfiltered());
+        };
         let output_schema = Arc::clone(&plan.output_schema);
         let scan = plan.scan();
-        let stream = match &plan.filter {
-            None => {
-                let schema = Arc::clone(&output_schema);
-                scan.map(move |batch| project_to(&batch?, &schema)).boxed()
-            }
-            Some(filter) => {
-                let sql = filter.to_sql();
-                let scan_schema = Arc::clone(&plan.scan_schema);
-                let out_schema = Arc::clone(&output_schema);
-                let session = tokio::task::spawn_blocking(move || {
-                    FilterSession::open(&scan_schema, &out_schema, &sql)
+        let sql = filter.to_sql();
+        let scan_schema = Arc::clone(&plan.scan_schema);
+        let out_schema = Arc::clone(&output_schema);
+        let session = tokio::task::spawn_blocking(move || {
+            FilterSession::open(&scan_schema, &out_schema, &sql)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let session = Arc::new(Mutex::new(session));
+        let schema = Arc::clone(&output_schema);
+        let stream = scan
+            .then(move |batch| {
+            let session = Arc::clone(&session);
+            let schema = Arc::clone(&schema);
+            async move {
+                let batch = batch?;
+                tokio::task::spawn_blocking(move || {
+                    let mut session = session
+                        .lock()
+                        .map_err(|_| Error::Internal("DuckDB session poisoned".into()))?;
+                    session.filter(batch, &schema)
                 })
                 .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-                let session = Arc::new(Mutex::new(session));
-                let schema = Arc::clone(&output_schema);
-                scan.then(move |batch| {
-                    let session = Arc::clone(&session);
-                    let schema = Arc::clone(&schema);
-                    async move {
-                        let batch = batch?;
-                        tokio::task::spawn_blocking(move || {
-                            let mut session = session
-                                .lock()
-                                .map_err(|_| Error::Internal("DuckDB session poisoned".into()))?;
-                            session.filter(batch, &schema)
-                        })
-                        .await
-                        .map_err(|e| Error::Internal(e.to_string()))?
-                    }
-                })
-                .filter(|batch| {
-                    let keep = !matches!(batch, Ok(b) if b.num_rows() == 0);
-                    async move { keep }
-                })
-                .boxed()
+                .map_err(|e| Error::Internal(e.to_string()))?
             }
-        };
+        })
+        .filter(|batch| {
+            let keep = !matches!(batch, Ok(b) if b.num_rows() == 0);
+            async move { keep }
+        })
+        .boxed();
         Ok(Batches::new(
             output_schema,
             limit_stream(stream, plan.limit),
