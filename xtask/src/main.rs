@@ -18,7 +18,10 @@ fn cargo(args: &[&str]) -> Result<(), String> {
             || key.starts_with("CARGO_MANIFEST_")
             || matches!(
                 key.as_str(),
-                "CARGO_BIN_NAME" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_RUSTC_CURRENT_DIR"
+                "CARGO_BIN_NAME"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
             )
         {
             command.env_remove(key);

@@ -55,8 +55,6 @@ impl DatasetBackend for ArrowBackend {
         }
     }
 
-
-
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
         tracing::debug!(

@@ -254,7 +254,12 @@ async fn run_write(
 ) -> Result<()> {
     if let Some(strategy) = &args.strategy {
         let parsed: Strategy = strategy.parse()?;
-        match args.mode.as_deref().map(str::parse::<WriteMode>).transpose()? {
+        match args
+            .mode
+            .as_deref()
+            .map(str::parse::<WriteMode>)
+            .transpose()?
+        {
             Some(WriteMode::Append) if parsed != Strategy::Insert => {
                 return Err(Error::invalid_argument(
                     "mode",
@@ -294,7 +299,11 @@ async fn run_write(
         ("--dry-run", args.dry_run),
     ] {
         if given {
-            return Err(Error::invalid_argument(flag, "given", "applies only with --strategy"));
+            return Err(Error::invalid_argument(
+                flag,
+                "given",
+                "applies only with --strategy",
+            ));
         }
     }
     let mode: WriteMode = args.mode.as_deref().unwrap_or("append").parse()?;
@@ -356,12 +365,23 @@ async fn run_merge(
     storage: &StorageOptions,
 ) -> Result<()> {
     let strategy: Strategy = args.strategy.parse()?;
-    let mut options = MergeOptions::new(args.key.iter().filter(|k| !k.is_empty()).cloned(), strategy);
+    let mut options =
+        MergeOptions::new(args.key.iter().filter(|k| !k.is_empty()).cloned(), strategy);
     if !args.partition_by.is_empty() {
-        options.partition_by = Some(args.partition_by.iter().filter(|c| !c.is_empty()).cloned().collect());
+        options.partition_by = Some(
+            args.partition_by
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
+        );
     }
     options.dedup_order_by = args.dedup_order_by.clone();
-    options.rewrite_mode = args.rewrite_mode.as_deref().map(str::parse::<RewriteMode>).transpose()?;
+    options.rewrite_mode = args
+        .rewrite_mode
+        .as_deref()
+        .map(str::parse::<RewriteMode>)
+        .transpose()?;
     options.dry_run = args.dry_run;
     options.write = options.write.with_compression(args.compression.parse()?);
     options.write.max_rows_per_file = positive("max_rows_per_file", args.max_rows_per_file)?;
@@ -370,24 +390,41 @@ async fn run_merge(
     }
     options.wait = wait_duration(args.wait)?;
     options.effective_rewrite_mode()?;
-    let format = args.source_format.as_deref().map(str::parse::<SourceFormat>).transpose()?;
+    let format = args
+        .source_format
+        .as_deref()
+        .map(str::parse::<SourceFormat>)
+        .transpose()?;
     let location = Location::parse_with_options(&args.dataset, storage)?;
     let input = open_source(&args.source, format, &backend, storage).await?;
     let bar = progress(if args.dry_run { "planning" } else { "merging" });
-    let report = backend.merge(&location, counted(input, &bar), &options).await;
+    let report = backend
+        .merge(&location, counted(input, &bar), &options)
+        .await;
     bar.finish_and_clear();
     let report = report?;
     if global.json {
         return print_json(&report);
     }
-    let verb = if report.dry_run { "would merge" } else { "merged" };
+    let verb = if report.dry_run {
+        "would merge"
+    } else {
+        "merged"
+    };
     let mode = match report.rewrite_mode {
         RewriteMode::Incremental => "incremental",
         RewriteMode::Full => "full",
     };
     println!(
         "{verb} {} source rows into {} ({}, {mode}, engine {}): {} inserted, {} updated, {} deleted, {} rows now",
-        report.source_count, location, report.strategy, report.engine, report.inserted, report.updated, report.deleted, report.total
+        report.source_count,
+        location,
+        report.strategy,
+        report.engine,
+        report.inserted,
+        report.updated,
+        report.deleted,
+        report.total
     );
     println!(
         "files: {} rewritten, {} inserted, {} preserved (of {} considered: {} pruned by partition, {} by statistics, {} key-scanned, {} confirmed)",
@@ -540,7 +577,11 @@ fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>> {
     match wait {
         None => Ok(None),
         Some(w) if w.is_finite() && w >= 0.0 => Ok(Some(Duration::from_secs_f64(w))),
-        Some(w) => Err(Error::invalid_argument("wait", w, "must be 0 or more seconds")),
+        Some(w) => Err(Error::invalid_argument(
+            "wait",
+            w,
+            "must be 0 or more seconds",
+        )),
     }
 }
 

@@ -243,12 +243,43 @@ fn merge_and_write_strategy_on_every_engine() {
         let dir = tempfile::tempdir().expect("dir");
         let ds = dir.path().join("ds").display().to_string();
         let base = csv_rows(dir.path(), "base.csv", 0..30, "old");
-        ok(&["write", &base, &ds, "--partition-by", "day", "--max-rows-per-file", "4"]);
+        ok(&[
+            "write",
+            &base,
+            &ds,
+            "--partition-by",
+            "day",
+            "--max-rows-per-file",
+            "4",
+        ]);
         let change = csv_rows(dir.path(), "change.csv", 28..33, "new");
-        let dry = ok(&["--engine", engine, "--json", "merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--dry-run"]);
+        let dry = ok(&[
+            "--engine",
+            engine,
+            "--json",
+            "merge",
+            &change,
+            &ds,
+            "--key",
+            "id",
+            "--strategy",
+            "upsert",
+            "--dry-run",
+        ]);
         let dry: Value = serde_json::from_str(dry.trim()).expect("json");
         assert_eq!(dry["dry_run"], true);
-        let out = ok(&["merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--json", "--engine", engine]);
+        let out = ok(&[
+            "merge",
+            &change,
+            &ds,
+            "--key",
+            "id",
+            "--strategy",
+            "upsert",
+            "--json",
+            "--engine",
+            engine,
+        ]);
         let report: Value = serde_json::from_str(out.trim()).expect("json");
         assert_eq!(report["engine"], engine);
         assert_eq!(report["updated"], 2, "{report}");
@@ -258,21 +289,83 @@ fn merge_and_write_strategy_on_every_engine() {
             assert_eq!(dry[key], report[key], "dry run and real run agree on {key}");
         }
         let count = |r: &Value, k: &str| r[k].as_array().map(|a| a.len()).unwrap_or(usize::MAX);
-        assert_eq!(count(&dry, "rewritten_files"), count(&report, "rewritten_files"));
-        assert_eq!(count(&dry, "preserved_files"), count(&report, "preserved_files"));
+        assert_eq!(
+            count(&dry, "rewritten_files"),
+            count(&report, "rewritten_files")
+        );
+        assert_eq!(
+            count(&dry, "preserved_files"),
+            count(&report, "preserved_files")
+        );
         // write --strategy delegates to merge; --mode append only with insert.
         let more = csv_rows(dir.path(), "more.csv", 32..35, "newer");
-        let err = fails(&["write", &more, &ds, "--strategy", "upsert", "--key", "id", "--mode", "append"]);
+        let err = fails(&[
+            "write",
+            &more,
+            &ds,
+            "--strategy",
+            "upsert",
+            "--key",
+            "id",
+            "--mode",
+            "append",
+        ]);
         assert!(err.contains("append") && err.contains("upsert"), "{err}");
-        let out = fsk(&["write", &more, &ds, "--strategy", "insert", "--key", "id", "--mode", "overwrite", "--json"]);
+        let out = fsk(&[
+            "write",
+            &more,
+            &ds,
+            "--strategy",
+            "insert",
+            "--key",
+            "id",
+            "--mode",
+            "overwrite",
+            "--json",
+        ]);
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("warning:"));
         let report: Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(report["inserted"], 2);
         assert_eq!(dataset_rows(&ds).len(), 35);
-        assert!(fails(&["merge", &change, &ds, "--key", "id", "--strategy", "merge_all"]).contains("merge_all"));
-        assert!(fails(&["merge", &change, &ds, "--key", "nope", "--strategy", "upsert"]).contains("nope"));
-        assert!(fails(&["merge", &change, &ds, "--key", "id", "--strategy", "full_merge", "--rewrite-mode", "incremental"]).contains("incremental"));
+        assert!(
+            fails(&[
+                "merge",
+                &change,
+                &ds,
+                "--key",
+                "id",
+                "--strategy",
+                "merge_all"
+            ])
+            .contains("merge_all")
+        );
+        assert!(
+            fails(&[
+                "merge",
+                &change,
+                &ds,
+                "--key",
+                "nope",
+                "--strategy",
+                "upsert"
+            ])
+            .contains("nope")
+        );
+        assert!(
+            fails(&[
+                "merge",
+                &change,
+                &ds,
+                "--key",
+                "id",
+                "--strategy",
+                "full_merge",
+                "--rewrite-mode",
+                "incremental"
+            ])
+            .contains("incremental")
+        );
     }
 }
 
@@ -280,7 +373,10 @@ fn merge_and_write_strategy_on_every_engine() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -295,7 +391,17 @@ fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
     ok(&["write", &base, &reference, "--max-rows-per-file", "25"]);
     let before = dataset_rows(&reference);
     let started = std::time::Instant::now();
-    ok(&["merge", &change, &reference, "--key", "id", "--strategy", "upsert", "--max-rows-per-file", "25"]);
+    ok(&[
+        "merge",
+        &change,
+        &reference,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+        "--max-rows-per-file",
+        "25",
+    ]);
     let typical = started.elapsed().as_micros().max(1000) as u64;
     let after = dataset_rows(&reference);
     assert_ne!(before, after);
@@ -307,7 +413,17 @@ fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
         ok(&["write", &base, &ds, "--max-rows-per-file", "25"]);
         let delay = rng.next() % (typical + typical / 2);
         let mut child = Command::new(env!("CARGO_BIN_EXE_fsk"))
-            .args(["merge", &change, &ds, "--key", "id", "--strategy", "upsert", "--max-rows-per-file", "25"])
+            .args([
+                "merge",
+                &change,
+                &ds,
+                "--key",
+                "id",
+                "--strategy",
+                "upsert",
+                "--max-rows-per-file",
+                "25",
+            ])
             .env("FSK_LOG", "off")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -326,12 +442,18 @@ fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
         let report: Value = serde_json::from_str(out.trim()).expect("recover json");
         assert!(report["rolled_forward"].is_array() && report["rolled_back"].is_array());
         let rows = dataset_rows(&ds);
-        assert!(rows == before || rows == after, "run {run} (delay {delay} us): a mixed state");
+        assert!(
+            rows == before || rows == after,
+            "run {run} (delay {delay} us): a mixed state"
+        );
         let staging = Path::new(&ds).join("_fsk").join("staging");
         let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
         assert_eq!(leftovers, 0, "run {run}: staging leftovers");
     }
-    assert!(killed > 0, "no run was killed mid-way ({finished} finished)");
+    assert!(
+        killed > 0,
+        "no run was killed mid-way ({finished} finished)"
+    );
     eprintln!("{killed} of {runs} merges killed mid-way, {finished} finished before the kill");
 }
 
@@ -342,13 +464,30 @@ fn concurrent_writers_each_apply_exactly_once() {
     let base = csv_rows(dir.path(), "base.csv", 0..100, "old");
     ok(&["write", &base, &ds, "--max-rows-per-file", "20"]);
     let changes: Vec<String> = (0..4)
-        .map(|w| csv_rows(dir.path(), &format!("w{w}.csv"), (w * 30)..(w * 30 + 30), &format!("w{w}")))
+        .map(|w| {
+            csv_rows(
+                dir.path(),
+                &format!("w{w}.csv"),
+                (w * 30)..(w * 30 + 30),
+                &format!("w{w}"),
+            )
+        })
         .collect();
     let children: Vec<_> = changes
         .iter()
         .map(|change| {
             Command::new(env!("CARGO_BIN_EXE_fsk"))
-                .args(["merge", change, &ds, "--key", "id", "--strategy", "upsert", "--wait", "60"])
+                .args([
+                    "merge",
+                    change,
+                    &ds,
+                    "--key",
+                    "id",
+                    "--strategy",
+                    "upsert",
+                    "--wait",
+                    "60",
+                ])
                 .env("FSK_LOG", "off")
                 .output_async()
         })
@@ -356,13 +495,22 @@ fn concurrent_writers_each_apply_exactly_once() {
     for child in children {
         let out = child.wait_with_output().expect("wait");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success() || stderr.contains("conflict"), "{stderr}");
-        assert!(out.status.success(), "with --wait every writer gets its turn: {stderr}");
+        assert!(
+            out.status.success() || stderr.contains("conflict"),
+            "{stderr}"
+        );
+        assert!(
+            out.status.success(),
+            "with --wait every writer gets its turn: {stderr}"
+        );
     }
     let rows = dataset_rows(&ds);
     assert_eq!(rows.len(), 120, "every key exactly once");
     for w in 0..4 {
-        let tagged = rows.iter().filter(|r| r.ends_with(&format!(",w{w}"))).count();
+        let tagged = rows
+            .iter()
+            .filter(|r| r.ends_with(&format!(",w{w}")))
+            .count();
         assert_eq!(tagged, 30, "writer {w}'s change applied exactly once");
     }
     // Without --wait a second writer gets a typed conflict while the lock is held.
@@ -370,10 +518,22 @@ fn concurrent_writers_each_apply_exactly_once() {
     std::fs::create_dir_all(lock.parent().expect("parent")).expect("dir");
     let holder = format!(
         "{{\"owner\":\"other:1\",\"host\":\"other-host\",\"pid\":1,\"operation\":\"merge\",\"txn\":\"t\",\"expires_at_ms\":{}}}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() + 600_000
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis()
+            + 600_000
     );
     std::fs::write(&lock, holder).expect("lease");
-    let err = fails(&["merge", &changes[0], &ds, "--key", "id", "--strategy", "upsert"]);
+    let err = fails(&[
+        "merge",
+        &changes[0],
+        &ds,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+    ]);
     assert!(err.contains("conflict") && err.contains("other:1"), "{err}");
     std::fs::remove_file(&lock).expect("unlock");
 }

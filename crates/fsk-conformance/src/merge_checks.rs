@@ -6,11 +6,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use fsk_core::Location;
 use fsk_core::backend::{DatasetBackend, ReadOptions};
 use fsk_core::error::Error;
-use fsk_core::merge::{FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, Strategy};
+use fsk_core::merge::{
+    FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, Strategy,
+};
 use fsk_core::write::WriteOptions;
-use fsk_core::Location;
 
 use crate::Fixture;
 use crate::data::{all_objects, batches, data_files, footer, read_rows};
@@ -27,23 +29,41 @@ pub fn rows_of(ids: &[i64], cat: &str, v: &str) -> RecordBatch {
         vec![
             Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
             Arc::new(StringArray::from(vec![cat; ids.len()])),
-            Arc::new(StringArray::from(ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(ids.iter().map(|i| *i as f64).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| *i as f64).collect::<Vec<_>>(),
+            )),
         ],
     )
     .expect("batch")
 }
 
-async fn seed(backend: &dyn DatasetBackend, fx: &Fixture, input: Vec<RecordBatch>, max_rows: usize) -> Location {
+async fn seed(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+    input: Vec<RecordBatch>,
+    max_rows: usize,
+) -> Location {
     let loc = fx.location("ds");
     backend
-        .write(&loc, batches(input), &WriteOptions::default().with_max_rows_per_file(max_rows))
+        .write(
+            &loc,
+            batches(input),
+            &WriteOptions::default().with_max_rows_per_file(max_rows),
+        )
         .await
         .expect("seed write");
     loc
 }
 
-async fn merge(backend: &dyn DatasetBackend, loc: &Location, source: Vec<RecordBatch>, options: MergeOptions) -> MergeReport {
+async fn merge(
+    backend: &dyn DatasetBackend,
+    loc: &Location,
+    source: Vec<RecordBatch>,
+    options: MergeOptions,
+) -> MergeReport {
     let report = backend
         .merge(loc, batches(source), &options)
         .await
@@ -54,13 +74,22 @@ async fn merge(backend: &dyn DatasetBackend, loc: &Location, source: Vec<RecordB
     report
 }
 
-async fn merge_err(backend: &dyn DatasetBackend, loc: &Location, source: Vec<RecordBatch>, options: MergeOptions) -> Error {
+async fn merge_err(
+    backend: &dyn DatasetBackend,
+    loc: &Location,
+    source: Vec<RecordBatch>,
+    options: MergeOptions,
+) -> Error {
     let before = all_objects(loc).await;
     let err = backend
         .merge(loc, batches(source), &options)
         .await
         .expect_err("merge should fail");
-    assert_eq!(all_objects(loc).await, before, "a failed merge leaves the dataset untouched ({err})");
+    assert_eq!(
+        all_objects(loc).await,
+        before,
+        "a failed merge leaves the dataset untouched ({err})"
+    );
     err
 }
 
@@ -69,7 +98,11 @@ async fn merge_err(backend: &dyn DatasetBackend, loc: &Location, source: Vec<Rec
 async fn check_report(loc: &Location, report: &MergeReport) {
     let on_disk: BTreeSet<String> = data_files(loc).await.into_iter().collect();
     let mut listed = BTreeSet::new();
-    for list in [&report.rewritten_files, &report.inserted_files, &report.preserved_files] {
+    for list in [
+        &report.rewritten_files,
+        &report.inserted_files,
+        &report.preserved_files,
+    ] {
         for path in list {
             assert!(listed.insert(path.clone()), "{path} is listed twice");
         }
@@ -86,20 +119,32 @@ async fn check_report(loc: &Location, report: &MergeReport) {
     }
     assert_eq!(report.total, total);
     assert_eq!(report.total, report.target_count_after);
-    assert_eq!(report.target_count_after, report.target_count_before + report.inserted - report.deleted);
+    assert_eq!(
+        report.target_count_after,
+        report.target_count_before + report.inserted - report.deleted
+    );
 }
 
 fn ids_and_values(rows: &[String]) -> Vec<String> {
     rows.iter()
         .map(|r| {
             let cells: Vec<&str> = r.split('|').collect();
-            format!("{}:{}", cells[0].trim_start_matches("id="), cells[2].trim_start_matches("v="))
+            format!(
+                "{}:{}",
+                cells[0].trim_start_matches("id="),
+                cells[2].trim_start_matches("v=")
+            )
         })
         .collect()
 }
 
 async fn dataset(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
-    let (_, rows) = read_rows(backend, loc, &ReadOptions::default().with_columns(["id", "cat", "v", "n"])).await;
+    let (_, rows) = read_rows(
+        backend,
+        loc,
+        &ReadOptions::default().with_columns(["id", "cat", "v", "n"]),
+    )
+    .await;
     let mut out = ids_and_values(&rows);
     out.sort_by_key(|s| s.split(':').next().and_then(|i| i.parse::<i64>().ok()));
     out
@@ -108,17 +153,40 @@ async fn dataset(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
 /// Upsert updates matches, inserts the rest, keeps the others.
 pub async fn upsert_updates_and_inserts(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1, 2, 5], "a", "old")], 100).await;
-    let report = merge(backend, &loc, vec![rows_of(&[1, 2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
-    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (1, 2, 0, 4));
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1, 2, 3], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert_eq!(
+        (
+            report.inserted,
+            report.updated,
+            report.deleted,
+            report.total
+        ),
+        (1, 2, 0, 4)
+    );
     assert_eq!(report.source_count, 3);
     assert_eq!(report.engine, backend.name());
     assert_eq!(report.rewrite_mode, RewriteMode::Incremental);
-    assert_eq!(dataset(backend, &loc).await, vec!["1:new1", "2:new2", "3:new3", "5:old5"]);
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["1:new1", "2:new2", "3:new3", "5:old5"]
+    );
 }
 
 /// Composite keys match on every column; a partial match is a different record.
 pub async fn composite_keys_match_whole_tuples(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = seed(backend, fx, vec![rows_of(&[1], "A", "old"), rows_of(&[2], "B", "old")], 100).await;
+    let loc = seed(
+        backend,
+        fx,
+        vec![rows_of(&[1], "A", "old"), rows_of(&[2], "B", "old")],
+        100,
+    )
+    .await;
     let report = merge(
         backend,
         &loc,
@@ -127,8 +195,20 @@ pub async fn composite_keys_match_whole_tuples(backend: &dyn DatasetBackend, fx:
     )
     .await;
     assert_eq!((report.inserted, report.updated), (1, 1));
-    let (_, rows) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "cat", "v"])).await;
-    assert_eq!(rows, vec!["id=1|cat=A|v=new1", "id=2|cat=B|v=old2", "id=2|cat=C|v=new2"]);
+    let (_, rows) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_columns(["id", "cat", "v"]),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            "id=1|cat=A|v=new1",
+            "id=2|cat=B|v=old2",
+            "id=2|cat=C|v=new2"
+        ]
+    );
 }
 
 /// Insert adds only new keys and never rewrites existing files.
@@ -136,27 +216,57 @@ pub async fn insert_adds_only_new_keys(backend: &dyn DatasetBackend, fx: &Fixtur
     let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
     let before = data_files(&loc).await;
     let size = footer(&loc, &before[0]).await.file.size;
-    let report = merge(backend, &loc, vec![rows_of(&[1, 2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Insert)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1, 2, 3], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Insert),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated, report.deleted), (1, 0, 0));
     assert!(report.rewritten_files.is_empty());
     assert_eq!(report.preserved_files, before);
     assert_eq!(footer(&loc, &before[0]).await.file.size, size);
-    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:old2", "3:new3"]);
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["1:old1", "2:old2", "3:new3"]
+    );
     // Nothing new: no change, zero counts.
-    let report = merge(backend, &loc, vec![rows_of(&[1, 3], "a", "x")], MergeOptions::new(["id"], Strategy::Insert)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1, 3], "a", "x")],
+        MergeOptions::new(["id"], Strategy::Insert),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated), (0, 0));
-    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:old2", "3:new3"]);
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["1:old1", "2:old2", "3:new3"]
+    );
 }
 
 /// Update replaces matches only and never writes new keys.
 pub async fn update_changes_only_existing_keys(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
-    let report = merge(backend, &loc, vec![rows_of(&[2, 3], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[2, 3], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated, report.total), (0, 1, 2));
     assert!(report.inserted_files.is_empty());
     assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:new2"]);
     let before = data_files(&loc).await;
-    let report = merge(backend, &loc, vec![rows_of(&[7, 8], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[7, 8], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated), (0, 0));
     assert_eq!(data_files(&loc).await, before, "no match rewrites nothing");
 }
@@ -164,14 +274,45 @@ pub async fn update_changes_only_existing_keys(backend: &dyn DatasetBackend, fx:
 /// full_merge makes the dataset exactly the source.
 pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1, 2, 3], "a", "old")], 2).await;
-    let report = merge(backend, &loc, vec![rows_of(&[2, 3, 4], "a", "new")], MergeOptions::new(["id"], Strategy::FullMerge)).await;
-    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (1, 2, 1, 3));
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[2, 3, 4], "a", "new")],
+        MergeOptions::new(["id"], Strategy::FullMerge),
+    )
+    .await;
+    assert_eq!(
+        (
+            report.inserted,
+            report.updated,
+            report.deleted,
+            report.total
+        ),
+        (1, 2, 1, 3)
+    );
     assert_eq!(report.rewrite_mode, RewriteMode::Full);
-    assert_eq!(dataset(backend, &loc).await, vec!["2:new2", "3:new3", "4:new4"]);
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["2:new2", "3:new3", "4:new4"]
+    );
     // An empty source deletes every row and leaves one empty file with the schema.
     let empty = rows_of(&[], "a", "x");
-    let report = merge(backend, &loc, vec![empty], MergeOptions::new(["id"], Strategy::FullMerge)).await;
-    assert_eq!((report.inserted, report.updated, report.deleted, report.total), (0, 0, 3, 0));
+    let report = merge(
+        backend,
+        &loc,
+        vec![empty],
+        MergeOptions::new(["id"], Strategy::FullMerge),
+    )
+    .await;
+    assert_eq!(
+        (
+            report.inserted,
+            report.updated,
+            report.deleted,
+            report.total
+        ),
+        (0, 0, 3, 0)
+    );
     let files = data_files(&loc).await;
     assert_eq!(files.len(), 1, "{files:?}");
     let meta = footer(&loc, &files[0]).await;
@@ -183,9 +324,21 @@ pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &F
 pub async fn deduplicate_then_upsert(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[2, 9], "a", "old")], 100).await;
     let source = vec![rows_of(&[1], "a", "first"), rows_of(&[1, 2], "a", "second")];
-    let report = merge(backend, &loc, source, MergeOptions::new(["id"], Strategy::Deduplicate)).await;
-    assert_eq!((report.inserted, report.updated, report.source_count), (1, 1, 3));
-    assert_eq!(dataset(backend, &loc).await, vec!["1:second1", "2:second2", "9:old9"]);
+    let report = merge(
+        backend,
+        &loc,
+        source,
+        MergeOptions::new(["id"], Strategy::Deduplicate),
+    )
+    .await;
+    assert_eq!(
+        (report.inserted, report.updated, report.source_count),
+        (1, 1, 3)
+    );
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["1:second1", "2:second2", "9:old9"]
+    );
     // Highest `n` wins whatever the order.
     let mut high = rows_of(&[5], "a", "high");
     high = RecordBatch::try_new(
@@ -202,30 +355,66 @@ pub async fn deduplicate_then_upsert(backend: &dyn DatasetBackend, fx: &Fixture)
     let mut options = MergeOptions::new(["id"], Strategy::Deduplicate);
     options.dedup_order_by = vec!["n".into()];
     merge(backend, &loc, vec![high, low], options).await;
-    assert!(dataset(backend, &loc).await.contains(&"5:high5".to_string()));
+    assert!(
+        dataset(backend, &loc)
+            .await
+            .contains(&"5:high5".to_string())
+    );
 }
 
 /// Duplicate source keys under upsert: the last occurrence wins; counts are distinct keys.
 pub async fn duplicate_source_keys_last_wins(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1], "a", "old")], 100).await;
-    let source = vec![rows_of(&[1, 2], "a", "first"), rows_of(&[2, 1], "a", "last")];
-    let report = merge(backend, &loc, source, MergeOptions::new(["id"], Strategy::Upsert)).await;
-    assert_eq!((report.inserted, report.updated, report.source_count), (1, 1, 4));
+    let source = vec![
+        rows_of(&[1, 2], "a", "first"),
+        rows_of(&[2, 1], "a", "last"),
+    ];
+    let report = merge(
+        backend,
+        &loc,
+        source,
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert_eq!(
+        (report.inserted, report.updated, report.source_count),
+        (1, 1, 4)
+    );
     assert_eq!(dataset(backend, &loc).await, vec!["1:last1", "2:last2"]);
 }
 
 /// A missing target: upsert creates it; update creates nothing.
 pub async fn missing_target_is_created_or_left_alone(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("new");
-    let report = merge(backend, &loc, vec![rows_of(&[1, 2], "a", "v")], MergeOptions::new(["id"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1, 2], "a", "v")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated, report.total), (0, 0, 0));
     assert!(all_objects(&loc).await.is_empty());
     if let Some(dir) = fx.local_dir() {
-        assert!(!dir.join("new").exists(), "update into a missing target creates nothing");
+        assert!(
+            !dir.join("new").exists(),
+            "update into a missing target creates nothing"
+        );
     }
-    for strategy in [Strategy::Upsert, Strategy::Insert, Strategy::FullMerge, Strategy::Deduplicate] {
+    for strategy in [
+        Strategy::Upsert,
+        Strategy::Insert,
+        Strategy::FullMerge,
+        Strategy::Deduplicate,
+    ] {
         let loc = fx.location(&format!("new-{strategy}"));
-        let report = merge(backend, &loc, vec![rows_of(&[1, 2, 2], "a", "v")], MergeOptions::new(["id"], strategy)).await;
+        let report = merge(
+            backend,
+            &loc,
+            vec![rows_of(&[1, 2, 2], "a", "v")],
+            MergeOptions::new(["id"], strategy),
+        )
+        .await;
         assert_eq!((report.inserted, report.total), (2, 2), "{strategy}");
     }
 }
@@ -233,7 +422,13 @@ pub async fn missing_target_is_created_or_left_alone(backend: &dyn DatasetBacken
 /// Incremental rewrite touches only files holding affected keys; the others keep name and
 /// bytes; in a rewritten file untouched rows keep their order and updated rows their place.
 pub async fn incremental_rewrites_only_affected_files(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = seed(backend, fx, vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")], 10).await;
+    let loc = seed(
+        backend,
+        fx,
+        vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")],
+        10,
+    )
+    .await;
     let before = data_files(&loc).await;
     assert_eq!(before.len(), 4);
     let sizes: Vec<u64> = {
@@ -243,7 +438,13 @@ pub async fn incremental_rewrites_only_affected_files(backend: &dyn DatasetBacke
         }
         s
     };
-    let report = merge(backend, &loc, vec![rows_of(&[13, 15, 100], "a", "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[13, 15, 100], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert_eq!(report.rewritten_files.len(), 1);
     assert_eq!(report.inserted_files.len(), 1);
     assert_eq!(report.preserved_files.len(), 3);
@@ -251,31 +452,60 @@ pub async fn incremental_rewrites_only_affected_files(backend: &dyn DatasetBacke
     assert_eq!(report.files_pruned_by_statistics, 3, "{:?}", report.pruned);
     assert_eq!(report.files_key_scanned, 1);
     assert_eq!(report.files_confirmed, 1);
-    assert!(report.pruned.iter().all(|p| p.stage == PruneStage::Statistics));
+    assert!(
+        report
+            .pruned
+            .iter()
+            .all(|p| p.stage == PruneStage::Statistics)
+    );
     for (file, size) in before.iter().zip(&sizes) {
         if report.preserved_files.contains(file) {
-            assert_eq!(footer(&loc, file).await.file.size, *size, "{file} untouched");
+            assert_eq!(
+                footer(&loc, file).await.file.size,
+                *size,
+                "{file} untouched"
+            );
         } else {
             assert!(!data_files(&loc).await.contains(file), "{file} replaced");
         }
     }
     // Order inside the rewritten file: 10..20 with 13 and 15 replaced in place.
-    let rewritten = fsk_core::Location::parse(&format!("{}/{}", fx.url("ds"), report.rewritten_files[0])).expect("file");
+    let rewritten =
+        fsk_core::Location::parse(&format!("{}/{}", fx.url("ds"), report.rewritten_files[0]))
+            .expect("file");
     let got = backend
-        .read(&rewritten, &ReadOptions::default().with_columns(["id", "v"]))
+        .read(
+            &rewritten,
+            &ReadOptions::default().with_columns(["id", "v"]),
+        )
         .await
         .expect("read")
         .concat()
         .await
         .expect("rows");
-    let ids = got.column(0).as_any().downcast_ref::<Int64Array>().expect("ids").values().to_vec();
+    let ids = got
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("ids")
+        .values()
+        .to_vec();
     assert_eq!(ids, (10..20).collect::<Vec<i64>>());
-    let values = got.column(1).as_any().downcast_ref::<StringArray>().expect("v");
+    let values = got
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("v");
     assert_eq!(values.value(3), "new13");
     assert_eq!(values.value(4), "old14");
     assert_eq!(values.value(5), "new15");
     let ops: Vec<FileOperation> = report.files.iter().map(|f| f.operation).collect();
-    assert_eq!(ops.iter().filter(|o| **o == FileOperation::Preserved).count(), 3);
+    assert_eq!(
+        ops.iter()
+            .filter(|o| **o == FileOperation::Preserved)
+            .count(),
+        3
+    );
 }
 
 /// Shuffled keys defeat statistics; the key scan still finds the right files.
@@ -286,14 +516,29 @@ pub async fn key_scan_confirms_when_statistics_cannot(backend: &dyn DatasetBacke
             let mut ids: Vec<i64> = (0..25).map(|i| i * 4 + f).collect();
             ids.push(if f == 0 { 99 } else { 0 });
             ids.dedup();
-            rows_of(&ids.into_iter().filter(|i| f == 0 || *i != 0).collect::<Vec<_>>(), "a", "old")
+            rows_of(
+                &ids.into_iter()
+                    .filter(|i| f == 0 || *i != 0)
+                    .collect::<Vec<_>>(),
+                "a",
+                "old",
+            )
         })
         .collect();
     let loc = fx.location("ds");
     for batch in files {
-        backend.write(&loc, batches(vec![batch]), &WriteOptions::default()).await.expect("write");
+        backend
+            .write(&loc, batches(vec![batch]), &WriteOptions::default())
+            .await
+            .expect("write");
     }
-    let report = merge(backend, &loc, vec![rows_of(&[5], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[5], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
     assert_eq!(report.files_pruned_by_statistics, 0, "{:?}", report.pruned);
     assert_eq!(report.files_key_scanned, 4);
     assert_eq!(report.files_confirmed, 1);
@@ -311,7 +556,9 @@ fn partitioned(ids: &[i64], days: &[&str], v: &str) -> RecordBatch {
         ])),
         vec![
             Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
-            Arc::new(StringArray::from(ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| format!("{v}{i}")).collect::<Vec<_>>(),
+            )),
             Arc::new(StringArray::from(days.to_vec())),
         ],
     )
@@ -324,21 +571,78 @@ fn partitioned(ids: &[i64], days: &[&str], v: &str) -> RecordBatch {
 pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     backend
-        .write(&loc, batches(vec![partitioned(&[1, 2, 3], &["x", "y", "y"], "old")]), &WriteOptions::default().with_partition_by(["day"]))
+        .write(
+            &loc,
+            batches(vec![partitioned(&[1, 2, 3], &["x", "y", "y"], "old")]),
+            &WriteOptions::default().with_partition_by(["day"]),
+        )
         .await
         .expect("write");
-    let report = merge(backend, &loc, vec![partitioned(&[2, 4], &["y", "z"], "new")], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![partitioned(&[2, 4], &["y", "z"], "new")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated), (1, 1));
-    assert!(report.inserted_files.iter().all(|f| f.starts_with("day=z/")), "{:?}", report.inserted_files);
-    assert!(report.rewritten_files.iter().all(|f| f.starts_with("day=y/")), "{:?}", report.rewritten_files);
-    assert!(report.preserved_files.iter().any(|f| f.starts_with("day=x/")));
-    let (_, rows) = read_rows(backend, &loc, &ReadOptions::default().with_columns(["id", "v", "day"])).await;
-    assert_eq!(rows, vec!["id=1|v=old1|day=x", "id=2|v=new2|day=y", "id=3|v=old3|day=y", "id=4|v=new4|day=z"]);
+    assert!(
+        report
+            .inserted_files
+            .iter()
+            .all(|f| f.starts_with("day=z/")),
+        "{:?}",
+        report.inserted_files
+    );
+    assert!(
+        report
+            .rewritten_files
+            .iter()
+            .all(|f| f.starts_with("day=y/")),
+        "{:?}",
+        report.rewritten_files
+    );
+    assert!(
+        report
+            .preserved_files
+            .iter()
+            .any(|f| f.starts_with("day=x/"))
+    );
+    let (_, rows) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_columns(["id", "v", "day"]),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            "id=1|v=old1|day=x",
+            "id=2|v=new2|day=y",
+            "id=3|v=old3|day=y",
+            "id=4|v=new4|day=z"
+        ]
+    );
     // Key 1 lives in day=x; the source only mentions day=w.
-    let err = merge_err(backend, &loc, vec![partitioned(&[1], &["w"], "moved")], MergeOptions::new(["id"], Strategy::Upsert)).await;
-    assert!(err.to_string().contains("day=x") && err.to_string().contains("day=w"), "{err}");
+    let err = merge_err(
+        backend,
+        &loc,
+        vec![partitioned(&[1], &["w"], "moved")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert!(
+        err.to_string().contains("day=x") && err.to_string().contains("day=w"),
+        "{err}"
+    );
     // With the partition in the key, pruning skips other partitions.
-    let report = merge(backend, &loc, vec![partitioned(&[3], &["y"], "again")], MergeOptions::new(["id", "day"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![partitioned(&[3], &["y"], "again")],
+        MergeOptions::new(["id", "day"], Strategy::Update),
+    )
+    .await;
     assert_eq!(report.updated, 1);
     assert!(report.files_pruned_by_partition >= 2, "{:?}", report.pruned);
 }
@@ -347,16 +651,34 @@ pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend
 pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
     let good = || vec![rows_of(&[1], "a", "new")];
-    let err = merge_err(backend, &loc, good(), MergeOptions::new(["nope"], Strategy::Upsert)).await;
-    assert!(matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"), "{err}");
-    let err = merge_err(backend, &loc, good(), MergeOptions::new(Vec::<String>::new(), Strategy::Upsert)).await;
+    let err = merge_err(
+        backend,
+        &loc,
+        good(),
+        MergeOptions::new(["nope"], Strategy::Upsert),
+    )
+    .await;
+    assert!(
+        matches!(err, Error::ColumnNotFound { ref column, .. } if column == "nope"),
+        "{err}"
+    );
+    let err = merge_err(
+        backend,
+        &loc,
+        good(),
+        MergeOptions::new(Vec::<String>::new(), Strategy::Upsert),
+    )
+    .await;
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
     let mut options = MergeOptions::new(["id"], Strategy::FullMerge);
     options.rewrite_mode = Some(RewriteMode::Incremental);
     let err = merge_err(backend, &loc, good(), options).await;
     assert!(err.to_string().contains("full_merge"), "{err}");
     let err = "merge_all".parse::<Strategy>().unwrap_err();
-    assert!(err.to_string().contains("merge_all") && err.to_string().contains("full_merge"), "{err}");
+    assert!(
+        err.to_string().contains("merge_all") && err.to_string().contains("full_merge"),
+        "{err}"
+    );
     // Null keys in the source.
     let nulls = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
@@ -373,8 +695,17 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         ],
     )
     .expect("batch");
-    let err = merge_err(backend, &loc, vec![nulls], MergeOptions::new(["id"], Strategy::Upsert)).await;
-    assert!(matches!(err, Error::NullKey { ref column, .. } if column == "id"), "{err}");
+    let err = merge_err(
+        backend,
+        &loc,
+        vec![nulls],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert!(
+        matches!(err, Error::NullKey { ref column, .. } if column == "id"),
+        "{err}"
+    );
     // Float keys against an int64 key: never a silent duplicate.
     let floats = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
@@ -391,11 +722,26 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         ],
     )
     .expect("batch");
-    let err = merge_err(backend, &loc, vec![floats], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let err = merge_err(
+        backend,
+        &loc,
+        vec![floats],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("Float64") && err.to_string().contains("Int64"), "{err}");
+    assert!(
+        err.to_string().contains("Float64") && err.to_string().contains("Int64"),
+        "{err}"
+    );
     // A missing column.
-    let err = merge_err(backend, &loc, vec![crate::data::small_int32(&[1])], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let err = merge_err(
+        backend,
+        &loc,
+        vec![crate::data::small_int32(&[1])],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
 }
 
@@ -417,18 +763,36 @@ pub async fn int32_source_keys_match_int64_dataset(backend: &dyn DatasetBackend,
         ],
     )
     .expect("batch");
-    let report = merge(backend, &loc, vec![source], MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![source],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert_eq!((report.inserted, report.updated, report.total), (1, 1, 3));
-    assert_eq!(dataset(backend, &loc).await, vec!["1:old1", "2:new2", "3:new3"]);
+    assert_eq!(
+        dataset(backend, &loc).await,
+        vec!["1:old1", "2:new2", "3:new3"]
+    );
     for file in data_files(&loc).await {
         let meta = footer(&loc, &file).await;
-        assert_eq!(meta.schema.field_with_name("id").expect("id").data_type(), &DataType::Int64);
+        assert_eq!(
+            meta.schema.field_with_name("id").expect("id").data_type(),
+            &DataType::Int64
+        );
     }
 }
 
 /// A dry run writes nothing and reports what the real run does.
 pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = seed(backend, fx, vec![rows_of(&(0..30).collect::<Vec<_>>(), "a", "old")], 10).await;
+    let loc = seed(
+        backend,
+        fx,
+        vec![rows_of(&(0..30).collect::<Vec<_>>(), "a", "old")],
+        10,
+    )
+    .await;
     let before = all_objects(&loc).await;
     let source = || vec![rows_of(&[5, 25, 77], "a", "new")];
     let mut options = MergeOptions::new(["id"], Strategy::Upsert);
@@ -436,10 +800,30 @@ pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fi
     let dry = merge(backend, &loc, source(), options).await;
     assert!(dry.dry_run);
     assert_eq!(all_objects(&loc).await, before, "a dry run writes nothing");
-    let real = merge(backend, &loc, source(), MergeOptions::new(["id"], Strategy::Upsert)).await;
+    let real = merge(
+        backend,
+        &loc,
+        source(),
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
     assert_eq!(
-        (dry.inserted, dry.updated, dry.deleted, dry.total, dry.rewritten_files.len(), dry.preserved_files.len()),
-        (real.inserted, real.updated, real.deleted, real.total, real.rewritten_files.len(), real.preserved_files.len())
+        (
+            dry.inserted,
+            dry.updated,
+            dry.deleted,
+            dry.total,
+            dry.rewritten_files.len(),
+            dry.preserved_files.len()
+        ),
+        (
+            real.inserted,
+            real.updated,
+            real.deleted,
+            real.total,
+            real.rewritten_files.len(),
+            real.preserved_files.len()
+        )
     );
     assert_eq!(dry.pruned.len(), 1);
     assert_eq!(dry.files_pruned_by_statistics, 1);
@@ -447,7 +831,13 @@ pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fi
 
 /// `rewrite_mode = full` rewrites every file and gives the same rows.
 pub async fn full_rewrite_mode_gives_the_same_rows(backend: &dyn DatasetBackend, fx: &Fixture) {
-    let loc = seed(backend, fx, vec![rows_of(&(0..20).collect::<Vec<_>>(), "a", "old")], 5).await;
+    let loc = seed(
+        backend,
+        fx,
+        vec![rows_of(&(0..20).collect::<Vec<_>>(), "a", "old")],
+        5,
+    )
+    .await;
     let mut options = MergeOptions::new(["id"], Strategy::Upsert);
     options.rewrite_mode = Some(RewriteMode::Full);
     let report = merge(backend, &loc, vec![rows_of(&[3, 50], "a", "new")], options).await;
@@ -464,26 +854,52 @@ pub async fn full_rewrite_mode_gives_the_same_rows(backend: &dyn DatasetBackend,
 /// footer and key column chunks; only the confirmed file is read in full.
 pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, _fx: &Fixture) {
     use object_store::{ObjectStore, ObjectStoreExt};
-    let counting = Arc::new(crate::store::CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+    let counting = Arc::new(crate::store::CountingStore::new(Arc::new(
+        object_store::memory::InMemory::new(),
+    )));
     let store: Arc<dyn ObjectStore> = Arc::clone(&counting) as Arc<dyn ObjectStore>;
-    let loc = Location::from_store(Arc::clone(&store), object_store::path::Path::from("ds"), "counting://ds");
+    let loc = Location::from_store(
+        Arc::clone(&store),
+        object_store::path::Path::from("ds"),
+        "counting://ds",
+    );
     // Four files spanning the whole id range (statistics cannot help), two far away.
     for f in 0..4i64 {
         let ids: Vec<i64> = (0..25).map(|i| i * 4 + f).collect();
-        backend.write(&loc, batches(vec![rows_of(&ids, "a", "payload-payload-payload-")]), &WriteOptions::default()).await.expect("write");
+        backend
+            .write(
+                &loc,
+                batches(vec![rows_of(&ids, "a", "payload-payload-payload-")]),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("write");
     }
     for base in [1000i64, 2000] {
         let ids: Vec<i64> = (base..base + 10).collect();
-        backend.write(&loc, batches(vec![rows_of(&ids, "a", "far")]), &WriteOptions::default()).await.expect("write");
+        backend
+            .write(
+                &loc,
+                batches(vec![rows_of(&ids, "a", "far")]),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("write");
     }
     // Allowed byte ranges per file: the footer, and the key column chunks.
     let mut footer_ranges = std::collections::HashMap::new();
-    let mut key_ranges: std::collections::HashMap<String, Vec<std::ops::Range<u64>>> = std::collections::HashMap::new();
+    let mut key_ranges: std::collections::HashMap<String, Vec<std::ops::Range<u64>>> =
+        std::collections::HashMap::new();
     for file in fsk_core::listing::data_files(&loc).await.expect("list") {
-        let tail = store.get_range(&file.path, file.size - 8..file.size).await.expect("tail");
+        let tail = store
+            .get_range(&file.path, file.size - 8..file.size)
+            .await
+            .expect("tail");
         let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
         footer_ranges.insert(file.path.to_string(), file.size - 8 - len..file.size);
-        let meta = fsk_core::footer::read_footer(&loc, file.clone()).await.expect("footer");
+        let meta = fsk_core::footer::read_footer(&loc, file.clone())
+            .await
+            .expect("footer");
         let id = meta.schema.index_of("id").expect("id");
         key_ranges.insert(
             file.path.to_string(),
@@ -498,25 +914,43 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
         );
     }
     counting.take();
-    let report = merge(backend, &loc, vec![rows_of(&[5], "a", "new")], MergeOptions::new(["id"], Strategy::Update)).await;
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[5], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
     assert_eq!(report.files_pruned_by_statistics, 2, "{:?}", report.pruned);
     assert_eq!(report.files_key_scanned, 4);
     assert_eq!(report.files_confirmed, 1);
     let log = counting.take();
-    let within = |r: &std::ops::Range<u64>, allowed: &std::ops::Range<u64>| r.start >= allowed.start && r.end <= allowed.end;
+    let within = |r: &std::ops::Range<u64>, allowed: &std::ops::Range<u64>| {
+        r.start >= allowed.start && r.end <= allowed.end
+    };
     let mut checked = 0;
     for request in log.iter().filter(|r| r.kind == crate::store::Kind::Get) {
         let relative = request.path.trim_start_matches("ds/").to_string();
-        let Some(footer) = footer_ranges.get(&request.path) else { continue };
-        let stage = report.pruned.iter().find(|p| p.path == relative).map(|p| p.stage);
+        let Some(footer) = footer_ranges.get(&request.path) else {
+            continue;
+        };
+        let stage = report
+            .pruned
+            .iter()
+            .find(|p| p.path == relative)
+            .map(|p| p.stage);
         for range in &request.ranges {
             checked += 1;
             match stage {
                 Some(PruneStage::Statistics) => {
-                    assert!(within(range, footer), "{relative}: pruned by statistics but read {range:?} outside its footer {footer:?}")
+                    assert!(
+                        within(range, footer),
+                        "{relative}: pruned by statistics but read {range:?} outside its footer {footer:?}"
+                    )
                 }
                 Some(PruneStage::KeyScan) => assert!(
-                    within(range, footer) || key_ranges[&request.path].iter().any(|k| within(range, k)),
+                    within(range, footer)
+                        || key_ranges[&request.path].iter().any(|k| within(range, k)),
                     "{relative}: key-scanned but read {range:?}, outside the footer {footer:?} and key chunks {:?}",
                     key_ranges[&request.path]
                 ),
@@ -533,38 +967,77 @@ pub async fn failing_store_fails_cleanly_and_recovers(backend: &dyn DatasetBacke
     use object_store::ObjectStore;
     let mut outcomes = (0, 0);
     for every in [3u64, 5, 7, 11, 13] {
-        let counting = Arc::new(crate::store::CountingStore::new(Arc::new(object_store::memory::InMemory::new())));
+        let counting = Arc::new(crate::store::CountingStore::new(Arc::new(
+            object_store::memory::InMemory::new(),
+        )));
         let store: Arc<dyn ObjectStore> = Arc::clone(&counting) as Arc<dyn ObjectStore>;
-        let loc = Location::from_store(store, object_store::path::Path::from("ds"), format!("failing-{every}://ds"));
+        let loc = Location::from_store(
+            store,
+            object_store::path::Path::from("ds"),
+            format!("failing-{every}://ds"),
+        );
         backend
-            .write(&loc, batches(vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")]), &WriteOptions::default().with_max_rows_per_file(10))
+            .write(
+                &loc,
+                batches(vec![rows_of(&(0..40).collect::<Vec<_>>(), "a", "old")]),
+                &WriteOptions::default().with_max_rows_per_file(10),
+            )
             .await
             .expect("seed");
         let before = dataset(backend, &loc).await;
         counting.fail_every(every);
-        let result = backend.merge(&loc, batches(vec![rows_of(&[3, 25, 77], "a", "new")]), &MergeOptions::new(["id"], Strategy::Upsert)).await;
+        let result = backend
+            .merge(
+                &loc,
+                batches(vec![rows_of(&[3, 25, 77], "a", "new")]),
+                &MergeOptions::new(["id"], Strategy::Upsert),
+            )
+            .await;
         counting.fail_every(0);
         match &result {
             Ok(_) => outcomes.0 += 1,
             Err(e) => {
                 outcomes.1 += 1;
-                assert!(!matches!(e, Error::Internal(_)), "a storage failure is not a bug: {e}");
+                assert!(
+                    !matches!(e, Error::Internal(_)),
+                    "a storage failure is not a bug: {e}"
+                );
             }
         }
-        fsk_core::commit::recover(&loc, None).await.expect("recover");
+        fsk_core::commit::recover(&loc, None)
+            .await
+            .expect("recover");
         let after = dataset(backend, &loc).await;
         let expected_after = {
-            let mut v: Vec<String> = before.iter().filter(|r| !r.starts_with("3:") && !r.starts_with("25:")).cloned().collect();
-            v.extend(["3:new3".to_string(), "25:new25".to_string(), "77:new77".to_string()]);
+            let mut v: Vec<String> = before
+                .iter()
+                .filter(|r| !r.starts_with("3:") && !r.starts_with("25:"))
+                .cloned()
+                .collect();
+            v.extend([
+                "3:new3".to_string(),
+                "25:new25".to_string(),
+                "77:new77".to_string(),
+            ]);
             v.sort_by_key(|s| s.split(':').next().and_then(|i| i.parse::<i64>().ok()));
             v
         };
-        assert!(after == before || after == expected_after, "every {every}: a mixed state {after:?}");
+        assert!(
+            after == before || after == expected_after,
+            "every {every}: a mixed state {after:?}"
+        );
         if result.is_ok() {
             assert_eq!(after, expected_after);
         }
-        let leftovers: Vec<String> = all_objects(&loc).await.into_iter().filter(|p| p.starts_with("_fsk/")).collect();
+        let leftovers: Vec<String> = all_objects(&loc)
+            .await
+            .into_iter()
+            .filter(|p| p.starts_with("_fsk/"))
+            .collect();
         assert!(leftovers.is_empty(), "every {every}: {leftovers:?}");
     }
-    assert!(outcomes.1 > 0, "some injected failures hit the merge: {outcomes:?}");
+    assert!(
+        outcomes.1 > 0,
+        "some injected failures hit the merge: {outcomes:?}"
+    );
 }

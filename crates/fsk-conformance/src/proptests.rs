@@ -291,16 +291,28 @@ fn merge_case_strategy() -> impl Strategy<Value = MergeCase> {
         any::<bool>(),
         proptest::option::of(1usize..12),
     )
-        .prop_map(|(files, changes, strategy, partitioned, max_rows_per_file)| {
-            // Keys are unique across the target.
-            let mut seen = std::collections::BTreeSet::new();
-            let files = files
-                .into_iter()
-                .map(|f| f.into_iter().filter(|id| seen.insert(*id)).collect::<Vec<_>>())
-                .filter(|f| !f.is_empty())
-                .collect();
-            MergeCase { files, changes, strategy, partitioned, max_rows_per_file }
-        })
+        .prop_map(
+            |(files, changes, strategy, partitioned, max_rows_per_file)| {
+                // Keys are unique across the target.
+                let mut seen = std::collections::BTreeSet::new();
+                let files = files
+                    .into_iter()
+                    .map(|f| {
+                        f.into_iter()
+                            .filter(|id| seen.insert(*id))
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                MergeCase {
+                    files,
+                    changes,
+                    strategy,
+                    partitioned,
+                    max_rows_per_file,
+                }
+            },
+        )
 }
 
 fn merge_batch(ids: &[i64], tag: &str) -> RecordBatch {
@@ -312,9 +324,16 @@ fn merge_batch(ids: &[i64], tag: &str) -> RecordBatch {
         ])),
         vec![
             Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
-            Arc::new(StringArray::from(ids.iter().enumerate().map(|(i, id)| format!("{tag}{id}.{i}")).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .enumerate()
+                    .map(|(i, id)| format!("{tag}{id}.{i}"))
+                    .collect::<Vec<_>>(),
+            )),
             // The partition follows the key, so no key ever moves.
-            Arc::new(Int64Array::from(ids.iter().map(|id| id % 3).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                ids.iter().map(|id| id % 3).collect::<Vec<_>>(),
+            )),
         ],
     )
     .expect("batch")
@@ -326,7 +345,11 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
     use fsk_core::merge::{MergeOptions, Strategy as MergeStrategy};
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
-        let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
         let result = runner.run(&merge_case_strategy(), |case| {
             handle.block_on(async {
                 let strategies = [
@@ -338,7 +361,8 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
                 ];
                 let strategy = strategies[case.strategy];
                 let dir = tempfile::tempdir().expect("dir");
-                let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string()).expect("loc");
+                let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string())
+                    .expect("loc");
                 let mut model: Vec<RecordBatch> = Vec::new();
                 for ids in &case.files {
                     let batch = merge_batch(ids, "t");
@@ -349,19 +373,30 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
                     if let Some(m) = case.max_rows_per_file {
                         options = options.with_max_rows_per_file(m);
                     }
-                    backend.write(&loc, batches(vec![batch.clone()]), &options).await.expect("seed");
+                    backend
+                        .write(&loc, batches(vec![batch.clone()]), &options)
+                        .await
+                        .expect("seed");
                     model.push(batch);
                 }
                 let source = merge_batch(&case.changes, "s");
                 // The model: rows by key.
-                let mut target: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+                let mut target: std::collections::BTreeMap<i64, String> =
+                    std::collections::BTreeMap::new();
                 for batch in &model {
                     for row in rows(std::slice::from_ref(batch)) {
-                        let id: i64 = row.split('|').next().expect("id").trim_start_matches("id=").parse().expect("int");
+                        let id: i64 = row
+                            .split('|')
+                            .next()
+                            .expect("id")
+                            .trim_start_matches("id=")
+                            .parse()
+                            .expect("int");
                         target.insert(id, row);
                     }
                 }
-                let mut last: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+                let mut last: std::collections::BTreeMap<i64, String> =
+                    std::collections::BTreeMap::new();
                 for (i, id) in case.changes.iter().enumerate() {
                     last.insert(*id, rows(&[source.slice(i, 1)]).remove(0));
                 }
@@ -414,14 +449,27 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
                 if expected_rows.is_empty() {
                     // An emptied dataset keeps one zero-row file at its root (no partition
                     // folder, so no partition column to project).
-                    let got = backend.read(&loc, &ReadOptions::default()).await.expect("read");
+                    let got = backend
+                        .read(&loc, &ReadOptions::default())
+                        .await
+                        .expect("read");
                     let got = got.collect().await.expect("rows");
-                    assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "{case:?}");
+                    assert_eq!(
+                        got.iter().map(|b| b.num_rows()).sum::<usize>(),
+                        0,
+                        "{case:?}"
+                    );
                     return Ok(());
                 }
                 let read = ReadOptions::default().with_columns(["id", "v", "day"]);
-                let got = backend.read(&loc, &read).await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
-                let got = got.collect().await.unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                let got = backend
+                    .read(&loc, &read)
+                    .await
+                    .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                let got = got
+                    .collect()
+                    .await
+                    .unwrap_or_else(|e| panic!("{case:?}: {e}"));
                 assert_eq!(rows(&got), expected_rows, "{case:?}");
                 Ok(())
             })

@@ -118,21 +118,30 @@ impl CountingStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for CountingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         self.record(Kind::Put, location, vec![])?;
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
         self.record(Kind::Put, location, vec![])?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let ranges = match &options.range {
-            Some(GetRange::Bounded(r)) => vec![r.clone()],
-            Some(GetRange::Offset(o)) => vec![*o..u64::MAX],
-            Some(GetRange::Suffix(n)) => vec![u64::MAX - n..u64::MAX],
+            Some(GetRange::Bounded(r)) => std::iter::once(r.clone()).collect(),
+            Some(GetRange::Offset(o)) => std::iter::once(*o..u64::MAX).collect(),
+            Some(GetRange::Suffix(n)) => std::iter::once(u64::MAX - n..u64::MAX).collect(),
             None => vec![],
         };
         self.record(Kind::Get, location, ranges)?;
@@ -144,7 +153,10 @@ impl ObjectStore for CountingStore {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
         let state = Arc::clone(&self.state);
         let checked = locations
             .map(move |path| path.and_then(|p| state.record(Kind::Delete, &p, vec![]).map(|()| p)))

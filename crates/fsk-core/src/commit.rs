@@ -81,7 +81,10 @@ pub mod failpoints {
     /// Disarms every failpoint of `dataset`.
     #[cfg(feature = "failpoints")]
     pub fn clear(dataset: &str) {
-        ARMED.lock().expect("failpoints").retain(|(_, d)| d != dataset);
+        ARMED
+            .lock()
+            .expect("failpoints")
+            .retain(|(_, d)| d != dataset);
     }
 
     /// Fails with [`crate::Error::Internal`] when `name` is armed for `dataset`.
@@ -96,7 +99,9 @@ pub mod failpoints {
                 .iter()
                 .any(|(n, d)| n == name && *d == display)
             {
-                return Err(crate::Error::Internal(format!("failpoint {name} triggered")));
+                return Err(crate::Error::Internal(format!(
+                    "failpoint {name} triggered"
+                )));
             }
         }
         let _ = (name, dataset);
@@ -142,7 +147,9 @@ impl LeaseInfo {
             return false;
         }
         if self.pid == std::process::id() {
-            return !active_transactions().lock().is_ok_and(|a| a.contains(&self.txn));
+            return !active_transactions()
+                .lock()
+                .is_ok_and(|a| a.contains(&self.txn));
         }
         !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }

@@ -341,7 +341,12 @@ async fn collect_source(source: Batches) -> Result<(SchemaRef, Vec<RecordBatch>,
 
 /// Deduplicates `batch` by key: last occurrence wins, or the highest `order_by` values
 /// (ties: last occurrence). Returns the winning row indices in ascending order.
-fn dedup_indices(batch: &RecordBatch, key: &[String], order_by: &[String], converter: &RowConverter) -> Result<Vec<u32>> {
+fn dedup_indices(
+    batch: &RecordBatch,
+    key: &[String],
+    order_by: &[String],
+    converter: &RowConverter,
+) -> Result<Vec<u32>> {
     let keys = converter
         .convert_columns(&key_columns(batch, key, "source")?)
         .map_err(|e| Error::arrow("encoding source keys", e))?;
@@ -351,14 +356,17 @@ fn dedup_indices(batch: &RecordBatch, key: &[String], order_by: &[String], conve
         let columns: Vec<ArrayRef> = order_by
             .iter()
             .map(|c| {
-                batch
-                    .column_by_name(c)
-                    .cloned()
-                    .ok_or_else(|| Error::column_not_found(c, "source (dedup_order_by)", &batch.schema()))
+                batch.column_by_name(c).cloned().ok_or_else(|| {
+                    Error::column_not_found(c, "source (dedup_order_by)", &batch.schema())
+                })
             })
             .collect::<Result<_>>()?;
-        let fields = columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
-        let order_converter = RowConverter::new(fields).map_err(|e| Error::arrow("encoding order", e))?;
+        let fields = columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let order_converter =
+            RowConverter::new(fields).map_err(|e| Error::arrow("encoding order", e))?;
         Some(
             order_converter
                 .convert_columns(&columns)
@@ -463,7 +471,11 @@ fn validate_options(options: &MergeOptions) -> Result<RewriteMode> {
     }
     let unique: HashSet<&String> = options.key.iter().collect();
     if unique.len() != options.key.len() {
-        return Err(Error::invalid_argument("key", options.key.join(","), "a key column is repeated"));
+        return Err(Error::invalid_argument(
+            "key",
+            options.key.join(","),
+            "a key column is repeated",
+        ));
     }
     if !options.dedup_order_by.is_empty() && options.strategy != Strategy::Deduplicate {
         return Err(Error::invalid_argument(
@@ -513,11 +525,16 @@ fn may_hold_keys(
                 Some(v) => v,
                 None => continue,
             };
-            arrow::compute::kernels::cmp::eq(column, &arrow::array::Scalar::new(Arc::clone(value.array())))
-                .map_err(|e| Error::arrow("pruning by partition key", e))?
+            arrow::compute::kernels::cmp::eq(
+                column,
+                &arrow::array::Scalar::new(Arc::clone(value.array())),
+            )
+            .map_err(|e| Error::arrow("pruning by partition key", e))?
         } else {
             let Some(s) = stats.get(k) else { continue };
-            let (Some(min), Some(max)) = (&s.min, &s.max) else { continue };
+            let (Some(min), Some(max)) = (&s.min, &s.max) else {
+                continue;
+            };
             if !(s.min_exact && s.max_exact) || min.data_type() != column.data_type() {
                 continue;
             }
@@ -542,7 +559,14 @@ fn may_hold_keys(
 pub const FILES_IN_PARALLEL: usize = 4;
 
 /// Scans the key columns of one candidate and records the matching source rows.
-async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key: &[String], converter: &KeyEncoder, file_key_cols: &[String]) -> Result<()> {
+async fn confirm(
+    location: &Location,
+    plan: &mut FilePlan,
+    source: &Source,
+    key: &[String],
+    converter: &KeyEncoder,
+    file_key_cols: &[String],
+) -> Result<()> {
     let describe = location.describe(&plan.meta.file.path);
     let mut matched: HashSet<u32> = HashSet::new();
     let mut matched_rows = 0u64;
@@ -556,7 +580,10 @@ async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key:
             .map(|(i, _)| i)
             .collect();
         let reader = object_reader(location, &plan.meta.file);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, plan.meta.reader_metadata.clone());
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            reader,
+            plan.meta.reader_metadata.clone(),
+        );
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let mut stream = builder
             .with_projection(mask)
@@ -584,7 +611,12 @@ async fn confirm(location: &Location, plan: &mut FilePlan, source: &Source, key:
 
 /// Encodes a file batch's keys (key columns from the file, partition keys from the path),
 /// rejecting nulls.
-fn file_keys(batch: &RecordBatch, key: &[String], partition: &HashMap<String, ScalarValue>, converter: &KeyEncoder) -> Result<arrow::row::Rows> {
+fn file_keys(
+    batch: &RecordBatch,
+    key: &[String],
+    partition: &HashMap<String, ScalarValue>,
+    converter: &KeyEncoder,
+) -> Result<arrow::row::Rows> {
     let columns = key
         .iter()
         .zip(converter.key_types())
@@ -651,25 +683,43 @@ struct RewriteRule {
 
 /// Rewrites one file: matched rows replaced in place (or dropped unmatched rows), the rest
 /// kept in order, streamed row group by row group into a new staged file in the same folder.
-async fn rewrite(
-    location: Location,
+/// What every file rewrite of one merge shares.
+struct RewriteContext<'a> {
+    location: &'a Location,
     staging: Staging,
-    plan: &FilePlan,
-    source: &Source,
-    key: &[String],
-    converter: &KeyEncoder,
-    file_schema: &SchemaRef,
-    write: &WriteOptions,
+    source: &'a Source,
+    key: &'a [String],
+    converter: &'a KeyEncoder,
+    file_schema: &'a SchemaRef,
+    write: WriteOptions,
     rule: RewriteRule,
-) -> Result<Vec<PublishEntry>> {
+}
+
+async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<PublishEntry>> {
+    let RewriteContext {
+        location,
+        source,
+        key,
+        converter,
+        file_schema,
+        rule,
+        ..
+    } = ctx;
     let describe = location.describe(&plan.meta.file.path);
-    let reader = object_reader(&location, &plan.meta.file);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, plan.meta.reader_metadata.clone());
+    let reader = object_reader(location, &plan.meta.file);
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        reader,
+        plan.meta.reader_metadata.clone(),
+    );
     let mut stream = builder
         .with_batch_size(8192)
         .build()
         .map_err(|e| Error::from_parquet(&describe, e))?;
-    let mut writer = DatasetWriter::new(staging, Arc::clone(file_schema), write.clone())?;
+    let mut writer = DatasetWriter::new(
+        ctx.staging.clone(),
+        Arc::clone(file_schema),
+        ctx.write.clone(),
+    )?;
     let source_rows = source.file_rows.clone();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
@@ -693,18 +743,29 @@ async fn rewrite(
     writer.finish_allow_none().await
 }
 
-fn interleave_batches(batches: &[&RecordBatch], indices: &[(usize, usize)], schema: &SchemaRef) -> Result<RecordBatch> {
+fn interleave_batches(
+    batches: &[&RecordBatch],
+    indices: &[(usize, usize)],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
     let columns = (0..schema.fields().len())
         .map(|c| {
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            arrow::compute::interleave(&arrays, indices).map_err(|e| Error::arrow("assembling rewritten rows", e))
+            arrow::compute::interleave(&arrays, indices)
+                .map_err(|e| Error::arrow("assembling rewritten rows", e))
         })
         .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| Error::arrow("assembling rewritten rows", e))
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| Error::arrow("assembling rewritten rows", e))
 }
 
 /// Merges `source` into the dataset at `location`. `engine` names the engine in the report.
-pub async fn merge(engine: &str, location: &Location, source: Batches, options: &MergeOptions) -> Result<MergeReport> {
+pub async fn merge(
+    engine: &str,
+    location: &Location,
+    source: Batches,
+    options: &MergeOptions,
+) -> Result<MergeReport> {
     let started = Instant::now();
     let mode = validate_options(options)?;
     let (source_schema, source_batches, source_count) = collect_source(source).await?;
@@ -719,9 +780,27 @@ pub async fn merge(engine: &str, location: &Location, source: Batches, options: 
     let mut tx = if options.dry_run {
         None
     } else {
-        Some(Transaction::begin(location, &format!("merge ({})", options.strategy), options.wait).await?)
+        Some(
+            Transaction::begin(
+                location,
+                &format!("merge ({})", options.strategy),
+                options.wait,
+            )
+            .await?,
+        )
     };
-    let planned = plan_and_run(engine, location, &mut tx, &source_schema, source_batches, source_count, options, mode, started).await;
+    let planned = plan_and_run(
+        engine,
+        location,
+        &mut tx,
+        &source_schema,
+        source_batches,
+        source_count,
+        options,
+        mode,
+        started,
+    )
+    .await;
     let Some(mut tx) = tx else {
         return planned.map(|(report, _)| report);
     };
@@ -815,14 +894,15 @@ async fn plan_and_run(
     let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
     // Partition values live in paths, untyped: read them as the source's types so that a
     // source with `day` as text matches folders that inference would read as dates.
-    let overrides: HashMap<String, arrow::datatypes::DataType> = PartitionSchema::infer(&layouts, &HashMap::new())
-        .names()
-        .into_iter()
-        .filter_map(|name| {
-            let field = source_schema.field_with_name(&name).ok()?;
-            Some((name, field.data_type().clone()))
-        })
-        .collect();
+    let overrides: HashMap<String, arrow::datatypes::DataType> =
+        PartitionSchema::infer(&layouts, &HashMap::new())
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let field = source_schema.field_with_name(&name).ok()?;
+                Some((name, field.data_type().clone()))
+            })
+            .collect();
     let layout = PartitionSchema::infer(&layouts, &overrides);
     let partitions: Vec<String> = if metas.is_empty() {
         options.partition_by.clone().unwrap_or_default()
@@ -852,7 +932,12 @@ async fn plan_and_run(
     // Null keys in the target are known from the footers without a scan.
     for meta in &metas {
         for k in &options.key {
-            if meta.column_stats.get(k).and_then(|s| s.null_count).is_some_and(|n| n > 0) {
+            if meta
+                .column_stats
+                .get(k)
+                .and_then(|s| s.null_count)
+                .is_some_and(|n| n > 0)
+            {
                 return Err(Error::NullKey {
                     column: k.clone(),
                     side: format!("target (file {})", meta.file.relative),
@@ -860,13 +945,25 @@ async fn plan_and_run(
             }
         }
     }
-    let source = build_source(source_batches, &dataset_schema, &file_schema, &partitions, options)?;
+    let source = build_source(
+        source_batches,
+        &dataset_schema,
+        &file_schema,
+        &partitions,
+        options,
+    )?;
     let distinct = source.rows.num_rows() as u64;
     report.target_count_before = metas.iter().map(|m| m.num_rows).sum();
 
     let converter = KeyEncoder::new(&dataset_schema, &options.key)?;
-    let file_key_cols: Vec<String> = options.key.iter().filter(|k| !partitions.contains(k)).cloned().collect();
-    let partition_pruning = !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
+    let file_key_cols: Vec<String> = options
+        .key
+        .iter()
+        .filter(|k| !partitions.contains(k))
+        .cloned()
+        .collect();
+    let partition_pruning =
+        !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
     let source_dirs: HashSet<&str> = source.dirs.iter().map(String::as_str).collect();
     let full = mode == RewriteMode::Full;
 
@@ -892,7 +989,12 @@ async fn plan_and_run(
         if !full {
             if partition_pruning && !source_dirs.contains(plan.dir.as_str()) {
                 plan.pruned = Some(PruneStage::Partition);
-            } else if !may_hold_keys(&source, &options.key, &plan.meta.column_stats, &plan.partition)? {
+            } else if !may_hold_keys(
+                &source,
+                &options.key,
+                &plan.meta.column_stats,
+                &plan.partition,
+            )? {
                 plan.pruned = Some(PruneStage::Statistics);
             } else {
                 let key_set: BTreeSet<String> = file_key_cols.iter().cloned().collect();
@@ -910,14 +1012,25 @@ async fn plan_and_run(
     }
 
     // Confirm with key-only scans (every file in full mode, to count).
-    let candidates: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].pruned.is_none()).collect();
+    let candidates: Vec<usize> = (0..plans.len())
+        .filter(|&i| plans[i].pruned.is_none())
+        .collect();
     report.files_key_scanned = candidates.len() as u64;
     {
         // Futures are built first so that no closure lives in the stream's state.
         let scans: Vec<_> = plans
             .iter_mut()
             .filter(|p| p.pruned.is_none())
-            .map(|plan| confirm(location, plan, &source, &options.key, &converter, &file_key_cols))
+            .map(|plan| {
+                confirm(
+                    location,
+                    plan,
+                    &source,
+                    &options.key,
+                    &converter,
+                    &file_key_cols,
+                )
+            })
             .collect();
         let results: Vec<Result<()>> = futures::stream::iter(scans)
             .buffer_unordered(FILES_IN_PARALLEL)
@@ -938,7 +1051,10 @@ async fn plan_and_run(
                     .iter()
                     .map(|k| {
                         let column = source.rows.column_by_name(k).expect("key");
-                        format!("{k}={}", ScalarValue::from_array(column.as_ref(), s as usize))
+                        format!(
+                            "{k}={}",
+                            ScalarValue::from_array(column.as_ref(), s as usize)
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -963,13 +1079,26 @@ async fn plan_and_run(
     };
     let inserts: Vec<u32> = match strategy {
         Strategy::Update => Vec::new(),
-        _ => (0..distinct as u32).filter(|s| !matched_sources.contains(s)).collect(),
+        _ => (0..distinct as u32)
+            .filter(|s| !matched_sources.contains(s))
+            .collect(),
     };
     report.inserted = inserts.len() as u64;
-    report.updated = if strategy == Strategy::Insert { 0 } else { matched_sources.len() as u64 };
-    report.deleted = if strategy == Strategy::FullMerge { report.target_count_before - matched_rows } else { 0 };
+    report.updated = if strategy == Strategy::Insert {
+        0
+    } else {
+        matched_sources.len() as u64
+    };
+    report.deleted = if strategy == Strategy::FullMerge {
+        report.target_count_before - matched_rows
+    } else {
+        0
+    };
     for plan in plans.iter_mut() {
-        if plan.pruned.is_none() && !full && (plan.matched.is_empty() || strategy == Strategy::Insert) {
+        if plan.pruned.is_none()
+            && !full
+            && (plan.matched.is_empty() || strategy == Strategy::Insert)
+        {
             plan.pruned = Some(PruneStage::KeyScan);
         }
     }
@@ -1015,7 +1144,10 @@ async fn plan_and_run(
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok((report, None));
     }
-    if to_rewrite.is_empty() && inserts.is_empty() && !(strategy == Strategy::FullMerge && report.files_considered == 0) {
+    if to_rewrite.is_empty()
+        && inserts.is_empty()
+        && !(strategy == Strategy::FullMerge && report.files_considered == 0)
+    {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok((report, None));
     }
@@ -1039,7 +1171,10 @@ async fn plan_and_run(
         report.target_count_after == 0,
     )
     .await?;
-    let removals = to_rewrite.iter().map(|p| p.meta.file.relative.clone()).collect();
+    let removals = to_rewrite
+        .iter()
+        .map(|p| p.meta.file.relative.clone())
+        .collect();
     Ok((report, Some((outputs, removals))))
 }
 
@@ -1062,10 +1197,17 @@ async fn execute(
     let mut write = options.write.clone();
     write.partition_by = Vec::new();
     let staging = tx.staging();
-    let rewrites: Vec<_> = to_rewrite
-        .iter()
-        .map(|plan| rewrite(location.clone(), staging.clone(), plan, source, key, converter, file_schema, &write, rule))
-        .collect();
+    let ctx = RewriteContext {
+        location,
+        staging: staging.clone(),
+        source,
+        key,
+        converter,
+        file_schema,
+        write,
+        rule,
+    };
+    let rewrites: Vec<_> = to_rewrite.iter().map(|plan| rewrite(&ctx, plan)).collect();
     let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(rewrites)
         .buffered(FILES_IN_PARALLEL)
         .try_collect()
@@ -1076,8 +1218,9 @@ async fn execute(
         .map(|e| (e, FileOperation::Rewritten))
         .collect();
     if !inserts.is_empty() || ends_empty {
-        let rows = arrow::compute::take_record_batch(&source.rows, &UInt32Array::from(inserts.to_vec()))
-            .map_err(|e| Error::arrow("selecting inserted rows", e))?;
+        let rows =
+            arrow::compute::take_record_batch(&source.rows, &UInt32Array::from(inserts.to_vec()))
+                .map_err(|e| Error::arrow("selecting inserted rows", e))?;
         let insert_options = options.write.clone().with_partition_by(partitions.to_vec());
         let mut writer = DatasetWriter::new(staging, Arc::clone(dataset_schema), insert_options)?;
         writer.write(&rows).await?;

@@ -381,11 +381,7 @@ pub const MAX_OPEN_FILES: usize = 64;
 
 impl DatasetWriter {
     /// A writer for batches of `input_schema` (partition columns included) into `staging`.
-    pub fn new(
-        staging: Staging,
-        input_schema: SchemaRef,
-        options: WriteOptions,
-    ) -> Result<Self> {
+    pub fn new(staging: Staging, input_schema: SchemaRef, options: WriteOptions) -> Result<Self> {
         options.validate()?;
         let file_schema = options.file_schema(&input_schema)?;
         let properties = options.writer_properties()?;

@@ -20,9 +20,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions,
-};
+use fsk_core::backend::{BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions};
 use fsk_core::error::{Error, Result};
 use fsk_core::scan::plan_scan;
 use fsk_core::schema::cast_by_position;
@@ -141,8 +139,6 @@ impl DatasetBackend for DataFusionBackend {
             sql: false,
         }
     }
-
-
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;

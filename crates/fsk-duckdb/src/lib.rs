@@ -138,8 +138,6 @@ impl DatasetBackend for DuckDbBackend {
         }
     }
 
-
-
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
         let Some(filter) = &plan.filter else {
@@ -159,25 +157,25 @@ impl DatasetBackend for DuckDbBackend {
         let schema = Arc::clone(&output_schema);
         let stream = scan
             .then(move |batch| {
-            let session = Arc::clone(&session);
-            let schema = Arc::clone(&schema);
-            async move {
-                let batch = batch?;
-                tokio::task::spawn_blocking(move || {
-                    let mut session = session
-                        .lock()
-                        .map_err(|_| Error::Internal("DuckDB session poisoned".into()))?;
-                    session.filter(batch, &schema)
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?
-            }
-        })
-        .filter(|batch| {
-            let keep = !matches!(batch, Ok(b) if b.num_rows() == 0);
-            async move { keep }
-        })
-        .boxed();
+                let session = Arc::clone(&session);
+                let schema = Arc::clone(&schema);
+                async move {
+                    let batch = batch?;
+                    tokio::task::spawn_blocking(move || {
+                        let mut session = session
+                            .lock()
+                            .map_err(|_| Error::Internal("DuckDB session poisoned".into()))?;
+                        session.filter(batch, &schema)
+                    })
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                }
+            })
+            .filter(|batch| {
+                let keep = !matches!(batch, Ok(b) if b.num_rows() == 0);
+                async move { keep }
+            })
+            .boxed();
         Ok(Batches::new(
             output_schema,
             limit_stream(stream, plan.limit),

@@ -378,7 +378,10 @@ impl MergeBuilder {
         self
     }
     /// For `deduplicate`: the row with the highest values of these columns wins.
-    pub fn dedup_order_by<I: IntoIterator<Item = S>, S: Into<String>>(mut self, columns: I) -> Self {
+    pub fn dedup_order_by<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        columns: I,
+    ) -> Self {
         self.options.dedup_order_by = columns.into_iter().map(Into::into).collect();
         self
     }

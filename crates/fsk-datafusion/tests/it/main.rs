@@ -26,5 +26,6 @@ async fn write_read_round_trip_properties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_matches_the_model() {
-    fsk_conformance::proptests::merge_matches_model(&fsk_datafusion::DataFusionBackend::new(), 32).await;
+    fsk_conformance::proptests::merge_matches_model(&fsk_datafusion::DataFusionBackend::new(), 32)
+        .await;
 }
