@@ -151,6 +151,7 @@ checks!(
     merge_checks::full_rewrite_mode_gives_the_same_rows,
     merge_checks::merge_reads_only_what_pruning_allows,
     merge_checks::failing_store_fails_cleanly_and_recovers,
+    merge_checks::merge_edge_cases,
 );
 
 /// Runs every check on local disk and on `memory://`; panics listing every failure.

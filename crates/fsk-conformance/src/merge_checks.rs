@@ -1041,3 +1041,114 @@ pub async fn failing_store_fails_cleanly_and_recovers(backend: &dyn DatasetBacke
         "some injected failures hit the merge: {outcomes:?}"
     );
 }
+
+/// Edge cases found in review: insert never rewrites even in full mode; full_merge keeps a
+/// key the dataset held twice once; an emptied partitioned dataset keeps its layout; the text
+/// "NULL" is not a null partition.
+pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
+    // Insert with rewrite_mode = full rewrites nothing.
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let before = data_files(&loc).await;
+    let mut options = MergeOptions::new(["id"], Strategy::Insert);
+    options.rewrite_mode = Some(RewriteMode::Full);
+    let report = merge(backend, &loc, vec![rows_of(&[2, 3], "a", "new")], options).await;
+    assert!(
+        report.rewritten_files.is_empty(),
+        "{:?}",
+        report.rewritten_files
+    );
+    assert!(before.iter().all(|f| report.preserved_files.contains(f)));
+    assert_eq!(report.inserted, 1);
+
+    // A key held twice (two appends) comes out once after full_merge.
+    let loc = fx.location("dup");
+    for _ in 0..2 {
+        backend
+            .write(
+                &loc,
+                batches(vec![rows_of(&[1, 2], "a", "old")]),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("write");
+    }
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[1], "a", "new")],
+        MergeOptions::new(["id"], Strategy::FullMerge),
+    )
+    .await;
+    assert_eq!((report.updated, report.deleted, report.total), (1, 3, 1));
+    assert_eq!(dataset(backend, &loc).await, vec!["1:new1"]);
+
+    // An emptied partitioned dataset keeps its layout and takes merges again.
+    let loc = fx.location("parts");
+    backend
+        .write(
+            &loc,
+            batches(vec![partitioned(&[1, 2], &["x", "y"], "old")]),
+            &WriteOptions::default().with_partition_by(["day"]),
+        )
+        .await
+        .expect("write");
+    let empty = partitioned(&[], &[], "none");
+    let report = merge(
+        backend,
+        &loc,
+        vec![empty],
+        MergeOptions::new(["id"], Strategy::FullMerge),
+    )
+    .await;
+    assert_eq!((report.deleted, report.total), (2, 0));
+    assert!(
+        report
+            .files
+            .iter()
+            .all(|f| f.path.starts_with("day=__HIVE_DEFAULT_PARTITION__/")),
+        "{:?}",
+        report.files
+    );
+    let report = merge(
+        backend,
+        &loc,
+        vec![partitioned(&[3], &["z"], "new")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert_eq!(report.inserted, 1);
+    assert!(
+        report
+            .inserted_files
+            .iter()
+            .all(|f| f.starts_with("day=z/"))
+    );
+
+    // The text "NULL" is not the null partition.
+    let loc = fx.location("nulls");
+    let batch = RecordBatch::try_new(
+        partitioned(&[1], &["x"], "v").schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["v1"])),
+            Arc::new(StringArray::from(vec![None::<&str>])),
+        ],
+    )
+    .expect("batch");
+    backend
+        .write(
+            &loc,
+            batches(vec![batch]),
+            &WriteOptions::default().with_partition_by(["day"]),
+        )
+        .await
+        .expect("write");
+    let err = merge_err(
+        backend,
+        &loc,
+        vec![partitioned(&[1], &["NULL"], "moved")],
+        MergeOptions::new(["id"], Strategy::Upsert),
+    )
+    .await;
+    assert!(err.to_string().contains("partition"), "{err}");
+}

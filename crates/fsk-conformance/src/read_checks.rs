@@ -502,6 +502,13 @@ pub async fn corrupt_file_is_named(backend: &dyn DatasetBackend, fx: &Fixture) {
     };
     assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
     assert!(err.to_string().contains("zz-broken.parquet"), "{err}");
+    let options = fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert);
+    let err = backend
+        .merge(&loc, batches(vec![sample(1, 2)]), &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
+    assert!(err.to_string().contains("zz-broken.parquet"), "{err}");
     assert_eq!(crate::data::all_objects(&loc).await, before);
 }
 

@@ -185,6 +185,20 @@ pub struct Capabilities {
     pub sql: bool,
 }
 
+impl Capabilities {
+    /// What every engine gets from the core's shared implementations today: write, read
+    /// (the engine evaluates the filter) and merge.
+    pub const SHARED: Capabilities = Capabilities {
+        write: true,
+        read: true,
+        merge: true,
+        compact: false,
+        optimize: false,
+        dedup: false,
+        sql: false,
+    };
+}
+
 /// An engine: moves data for fsk's operations. The core plans and commits; the engine reads,
 /// filters, joins, sorts and writes.
 ///

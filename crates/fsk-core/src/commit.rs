@@ -215,12 +215,21 @@ pub struct RecoveryReport {
 pub struct Staging {
     location: Location,
     txn: String,
+    reserved: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Staging {
     /// The dataset.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Reserves a final relative path for this transaction; `false` if it is taken.
+    pub fn reserve(&self, target: &str) -> bool {
+        self.reserved
+            .lock()
+            .map(|mut r| r.insert(target.to_string()))
+            .unwrap_or(false)
     }
 
     /// The staging path (relative to the root) for a file whose final relative path is
@@ -247,6 +256,8 @@ pub struct Transaction {
     recovery: RecoveryReport,
     /// Whether the local dataset folder existed before the lease created it.
     root_existed: bool,
+    /// File names taken by this transaction's writers.
+    reserved: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -398,6 +409,7 @@ impl Transaction {
             remove: Vec::new(),
             recovery: RecoveryReport::default(),
             root_existed,
+            reserved: Default::default(),
         };
         match recover_locked(location).await {
             Ok(report) => tx.recovery = report,
@@ -429,6 +441,7 @@ impl Transaction {
         Staging {
             location: self.location.clone(),
             txn: self.txn.clone(),
+            reserved: std::sync::Arc::clone(&self.reserved),
         }
     }
 
@@ -699,6 +712,18 @@ async fn recover_locked(location: &Location) -> Result<RecoveryReport> {
             && !finished.contains(txn)
         {
             orphans.insert(txn.to_string());
+        }
+    }
+    // Locally, an interrupted upload leaves a temporary file that listing does not show
+    // (object_store hides its `#` upload files): look at the folders themselves.
+    if let Some(root) = location.local_root()
+        && let Ok(entries) = std::fs::read_dir(root.join(FSK_DIR).join("staging"))
+    {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !finished.contains(&name) {
+                orphans.insert(name);
+            }
         }
     }
     for txn in orphans {

@@ -34,7 +34,7 @@ use crate::commit::{PublishEntry, Staging, Transaction};
 use crate::error::{Error, Result};
 use crate::footer::{FileMeta, object_reader, read_footers, row_group_stats};
 use crate::listing::{self, Listing};
-use crate::partition::{PartitionSchema, partition_dir, repeat_value};
+use crate::partition::{PartitionSchema, repeat_value};
 use crate::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify, widen_batch};
 use crate::stats_types::ColumnStats;
 use crate::storage::Location;
@@ -282,8 +282,25 @@ struct Source {
     file_rows: RecordBatch,
     /// Encoded key -> row in `rows`.
     index: HashMap<Box<[u8]>, u32>,
-    /// Each row's partition folder (empty when unpartitioned).
-    dirs: Vec<String>,
+    /// Each row's partition values, typed and displayed (see [`PartitionKey`]).
+    parts: Vec<PartitionKey>,
+}
+
+/// Partition values as comparable text: each value typed (as the source types it) and
+/// displayed, so that `n=01` in a path and `1` in the source are the same partition whatever
+/// the folder's encoding. `None` is null (distinct from the text "NULL").
+type PartitionKey = Vec<Option<String>>;
+
+fn describe_partition(columns: &[String], values: &PartitionKey) -> String {
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| match v {
+            Some(v) => format!("{c}={v}"),
+            None => format!("{c}=null"),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<ArrayRef>> {
@@ -292,7 +309,7 @@ fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<Ar
             let column = batch
                 .column_by_name(k)
                 .ok_or_else(|| Error::column_not_found(k, side, &batch.schema()))?;
-            if column.null_count() > 0 {
+            if column.logical_null_count() > 0 {
                 return Err(null_key(k, side));
             }
             Ok(Arc::clone(column))
@@ -300,11 +317,10 @@ fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<Ar
         .collect()
 }
 
-/// Partition folder of each row of `batch` for `columns` (values formatted as the writer
-/// formats them).
-fn row_dirs(batch: &RecordBatch, columns: &[String]) -> Result<Vec<String>> {
+/// The partition values of each row of `batch` for `columns`.
+fn row_partitions(batch: &RecordBatch, columns: &[String]) -> Result<Vec<PartitionKey>> {
     if columns.is_empty() {
-        return Ok(vec![String::new(); batch.num_rows()]);
+        return Ok(vec![Vec::new(); batch.num_rows()]);
     }
     let options = FormatOptions::default();
     let arrays: Vec<&ArrayRef> = columns
@@ -322,12 +338,11 @@ fn row_dirs(batch: &RecordBatch, columns: &[String]) -> Result<Vec<String>> {
         .map_err(|e| Error::arrow("formatting partition values", e))?;
     Ok((0..batch.num_rows())
         .map(|row| {
-            let values: Vec<Option<String>> = arrays
+            arrays
                 .iter()
                 .zip(&formatters)
                 .map(|(a, f)| a.is_valid(row).then(|| f.value(row).to_string()))
-                .collect();
-            partition_dir(columns, &values)
+                .collect()
         })
         .collect())
 }
@@ -421,12 +436,12 @@ fn build_source(
         .map(|i| (Box::<[u8]>::from(keys.row(i).data()), i as u32))
         .collect();
     let file_rows = crate::scan::project_to(&rows, file_schema)?;
-    let dirs = row_dirs(&rows, partitions)?;
+    let parts = row_partitions(&rows, partitions)?;
     Ok(Source {
         rows,
         file_rows,
         index,
-        dirs,
+        parts,
     })
 }
 
@@ -485,20 +500,36 @@ fn validate_options(options: &MergeOptions) -> Result<RewriteMode> {
         ));
     }
     options.write.validate()?;
+    if let Some(partition_by) = &options.partition_by {
+        options
+            .write
+            .clone()
+            .with_partition_by(partition_by.clone())
+            .validate()?;
+        let unique: HashSet<&String> = partition_by.iter().collect();
+        if unique.len() != partition_by.len() {
+            return Err(Error::invalid_argument(
+                "partition_by",
+                partition_by.join(","),
+                "a partition column is repeated",
+            ));
+        }
+    }
     options.effective_rewrite_mode()
 }
 
 /// Per-file knowledge gathered by planning.
 struct FilePlan {
     meta: FileMeta,
+    /// The file's folder, relative to the root (rewrites go to the same folder).
     dir: String,
+    /// The file's partition values.
+    part: PartitionKey,
     partition: HashMap<String, ScalarValue>,
     /// Row groups that may hold source keys.
     row_groups: Vec<usize>,
     /// Source rows matched by this file's keys (distinct).
     matched: Vec<u32>,
-    /// Rows of the file whose key matched.
-    matched_rows: u64,
     pruned: Option<PruneStage>,
 }
 
@@ -519,7 +550,8 @@ fn may_hold_keys(
         let column = source.rows.column_by_name(k).expect("validated key column");
         let part = if let Some(value) = partition.get(k) {
             if value.is_null() {
-                return Ok(false);
+                // A null key: keep the file so the key scan reports it.
+                continue;
             }
             let value = match value.cast_to(column.data_type()) {
                 Some(v) => v,
@@ -535,7 +567,12 @@ fn may_hold_keys(
             let (Some(min), Some(max)) = (&s.min, &s.max) else {
                 continue;
             };
-            if !(s.min_exact && s.max_exact) || min.data_type() != column.data_type() {
+            // Float statistics leave NaN out while Arrow orders it above every number, so a
+            // NaN key could fall outside [min, max] of a file that holds it.
+            if !(s.min_exact && s.max_exact)
+                || min.data_type() != column.data_type()
+                || column.data_type().is_floating()
+            {
                 continue;
             }
             let lo = gt_eq(column, &arrow::array::Scalar::new(Arc::clone(min.array())))
@@ -569,7 +606,6 @@ async fn confirm(
 ) -> Result<()> {
     let describe = location.describe(&plan.meta.file.path);
     let mut matched: HashSet<u32> = HashSet::new();
-    let mut matched_rows = 0u64;
     if !plan.row_groups.is_empty() {
         let schema = Arc::clone(&plan.meta.schema);
         let roots: Vec<usize> = schema
@@ -597,7 +633,6 @@ async fn confirm(
             for row in 0..batch.num_rows() {
                 if let Some(&s) = source.index.get(keys.row(row).data()) {
                     matched.insert(s);
-                    matched_rows += 1;
                 }
             }
         }
@@ -605,7 +640,6 @@ async fn confirm(
     let mut matched: Vec<u32> = matched.into_iter().collect();
     matched.sort_unstable();
     plan.matched = matched;
-    plan.matched_rows = matched_rows;
     Ok(())
 }
 
@@ -635,7 +669,7 @@ fn file_keys(
                 arrow::compute::cast(&column, key_type)
                     .map_err(|e| Error::arrow(format!("widening key column {k}"), e))?
             };
-            if column.null_count() > 0 {
+            if column.logical_null_count() > 0 {
                 return Err(null_key(k, "target"));
             }
             Ok(column)
@@ -693,6 +727,9 @@ struct RewriteContext<'a> {
     file_schema: &'a SchemaRef,
     write: WriteOptions,
     rule: RewriteRule,
+    /// For full_merge: source rows already written, so that a key the dataset holds twice
+    /// comes out once.
+    emitted: std::sync::Mutex<HashSet<u32>>,
 }
 
 async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<PublishEntry>> {
@@ -728,6 +765,16 @@ async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<Publis
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             match source.index.get(keys.row(row).data()) {
+                Some(&s) if rule.drop_unmatched => {
+                    let first = ctx
+                        .emitted
+                        .lock()
+                        .map_err(|_| Error::Internal("merge state poisoned".into()))?
+                        .insert(s);
+                    if first {
+                        indices.push((1, s as usize));
+                    }
+                }
                 Some(&s) if rule.replace_matches => indices.push((1, s as usize)),
                 Some(_) => indices.push((0, row)),
                 None if rule.drop_unmatched => {}
@@ -964,8 +1011,9 @@ async fn plan_and_run(
         .collect();
     let partition_pruning =
         !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
-    let source_dirs: HashSet<&str> = source.dirs.iter().map(String::as_str).collect();
-    let full = mode == RewriteMode::Full;
+    let source_parts: HashSet<&PartitionKey> = source.parts.iter().collect();
+    // Insert never rewrites an existing file, whatever the rewrite mode.
+    let full = mode == RewriteMode::Full && options.strategy != Strategy::Insert;
 
     // Plan each file.
     let mut plans = Vec::with_capacity(metas.len());
@@ -977,17 +1025,26 @@ async fn plan_and_run(
             .rsplit_once('/')
             .map(|(d, _)| d.to_string())
             .unwrap_or_default();
+        let part: PartitionKey = partitions
+            .iter()
+            .map(|p| {
+                partition
+                    .get(p)
+                    .filter(|v| !v.is_null())
+                    .map(|v| v.to_string())
+            })
+            .collect();
         let mut plan = FilePlan {
             row_groups: (0..meta.num_row_groups).collect(),
             meta,
             dir,
+            part,
             partition,
             matched: Vec::new(),
-            matched_rows: 0,
             pruned: None,
         };
         if !full {
-            if partition_pruning && !source_dirs.contains(plan.dir.as_str()) {
+            if partition_pruning && !source_parts.contains(&plan.part) {
                 plan.pruned = Some(PruneStage::Partition);
             } else if !may_hold_keys(
                 &source,
@@ -1004,6 +1061,9 @@ async fn plan_and_run(
                     if may_hold_keys(&source, &options.key, &stats, &plan.partition)? {
                         kept.push(rg);
                     }
+                }
+                if kept.is_empty() {
+                    plan.pruned = Some(PruneStage::Statistics);
                 }
                 plan.row_groups = kept;
             }
@@ -1042,10 +1102,9 @@ async fn plan_and_run(
     }
     // A matched key must stay in its partition.
     let mut matched_sources: HashSet<u32> = HashSet::new();
-    let mut matched_rows = 0u64;
     for plan in &plans {
         for &s in &plan.matched {
-            if !partitions.is_empty() && source.dirs[s as usize] != plan.dir {
+            if !partitions.is_empty() && source.parts[s as usize] != plan.part {
                 let key_text = options
                     .key
                     .iter()
@@ -1064,13 +1123,13 @@ async fn plan_and_run(
                     format!(
                         "the key lives in partition {} but the source puts it in {}; partition \
                          values cannot change for existing keys",
-                        plan.dir, source.dirs[s as usize]
+                        describe_partition(&partitions, &plan.part),
+                        describe_partition(&partitions, &source.parts[s as usize])
                     ),
                 ));
             }
             matched_sources.insert(s);
         }
-        matched_rows += plan.matched_rows;
     }
     let strategy = options.strategy;
     let rule = RewriteRule {
@@ -1089,8 +1148,12 @@ async fn plan_and_run(
     } else {
         matched_sources.len() as u64
     };
+    // full_merge keeps each matched key once, even if the dataset held it twice.
     report.deleted = if strategy == Strategy::FullMerge {
-        report.target_count_before - matched_rows
+        report
+            .target_count_before
+            .checked_sub(matched_sources.len() as u64)
+            .ok_or_else(|| Error::Internal("more matched keys than rows in the dataset".into()))?
     } else {
         0
     };
@@ -1206,6 +1269,7 @@ async fn execute(
         file_schema,
         write,
         rule,
+        emitted: std::sync::Mutex::new(HashSet::new()),
     };
     let rewrites: Vec<_> = to_rewrite.iter().map(|plan| rewrite(&ctx, plan)).collect();
     let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(rewrites)

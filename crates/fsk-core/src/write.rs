@@ -528,11 +528,18 @@ impl DatasetWriter {
         {
             self.close_file(&oldest).await?;
         }
-        let name = self.options.file_name();
-        let target = if dir.is_empty() {
-            name
-        } else {
-            format!("{dir}/{name}")
+        // Names are unique within the transaction (parallel writers share the staging
+        // area); against existing files, publishing is create-if-absent.
+        let target = loop {
+            let name = self.options.file_name();
+            let target = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            if self.staging.reserve(&target) {
+                break target;
+            }
         };
         let staged = self.staging.staging_relative(&target);
         let path = self.staging.location().child(&staged);
@@ -591,7 +598,11 @@ impl DatasetWriter {
 
     async fn close(mut self, create_empty: bool) -> Result<Vec<PublishEntry>> {
         if create_empty && self.finished.is_empty() && self.open.is_empty() {
-            self.open_file("").await?;
+            // A partitioned dataset keeps its layout: the empty file goes to the null
+            // partition, so the partition columns still exist for readers and merges.
+            let nulls = vec![None; self.options.partition_by.len()];
+            let dir = partition_dir(&self.options.partition_by, &nulls);
+            self.open_file(&dir).await?;
         }
         let dirs = self.open_order.clone();
         for dir in dirs {

@@ -129,15 +129,7 @@ impl DatasetBackend for DataFusionBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            write: true,
-            read: true,
-            merge: true,
-            compact: false,
-            optimize: false,
-            dedup: false,
-            sql: false,
-        }
+        Capabilities::SHARED
     }
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {

@@ -103,6 +103,20 @@ pub async fn open_source(
     }
 }
 
+/// Streams a synchronous reader's batches, naming the source in errors.
+fn batches_of<R>(path: &str, schema: arrow::datatypes::SchemaRef, reader: R) -> Batches
+where
+    R: Iterator<Item = std::result::Result<arrow::array::RecordBatch, arrow::error::ArrowError>>
+        + Send
+        + 'static,
+{
+    let path = path.to_string();
+    let stream = futures::stream::iter(reader)
+        .map(move |batch| batch.map_err(|e| source_error(&path, e)))
+        .boxed();
+    Batches::new(schema, stream)
+}
+
 /// Reads a CSV file with a header row.
 pub fn read_csv(path: &str) -> Result<Batches> {
     let mut file = open_local(path)?;
@@ -121,11 +135,7 @@ pub fn read_csv(path: &str) -> Result<Batches> {
         .with_batch_size(SOURCE_BATCH_SIZE)
         .build(file)
         .map_err(|e| source_error(path, e))?;
-    let path = path.to_string();
-    let stream = futures::stream::iter(reader)
-        .map(move |batch| batch.map_err(|e| source_error(&path, e)))
-        .boxed();
-    Ok(Batches::new(schema, stream))
+    Ok(batches_of(path, schema, reader))
 }
 
 /// Reads a newline-delimited JSON file.
@@ -139,11 +149,7 @@ pub fn read_json(path: &str) -> Result<Batches> {
         .with_batch_size(SOURCE_BATCH_SIZE)
         .build(buffered)
         .map_err(|e| source_error(path, e))?;
-    let path = path.to_string();
-    let stream = futures::stream::iter(reader)
-        .map(move |batch| batch.map_err(|e| source_error(&path, e)))
-        .boxed();
-    Ok(Batches::new(schema, stream))
+    Ok(batches_of(path, schema, reader))
 }
 
 #[cfg(test)]
