@@ -246,6 +246,34 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Codec, file split and row group size of written files, validated.
+fn file_options(
+    compression: &str,
+    max_rows_per_file: Option<i64>,
+    row_group_size: Option<i64>,
+) -> Result<WriteOptions> {
+    let mut options = WriteOptions::default().with_compression(compression.parse::<Codec>()?);
+    options.max_rows_per_file = positive("max_rows_per_file", max_rows_per_file)?;
+    if let Some(rows) = positive("row_group_size", row_group_size)? {
+        options.row_group_size = rows;
+    }
+    Ok(options)
+}
+
+/// The dataset's location and the source as a stream.
+async fn open_input(
+    source: &str,
+    source_format: Option<&str>,
+    dataset: &str,
+    backend: &Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<(Location, Batches)> {
+    let format = source_format.map(str::parse::<SourceFormat>).transpose()?;
+    let location = Location::parse_with_options(dataset, storage)?;
+    let input = open_source(source, format, backend, storage).await?;
+    Ok((location, input))
+}
+
 async fn run_write(
     args: WriteArgs,
     global: &Global,
@@ -307,25 +335,24 @@ async fn run_write(
         }
     }
     let mode: WriteMode = args.mode.as_deref().unwrap_or("append").parse()?;
-    let compression: Codec = args.compression.parse()?;
-    let mut options = WriteOptions::default()
-        .with_mode(mode)
-        .with_partition_by(args.partition_by.iter().filter(|c| !c.is_empty()).cloned())
-        .with_compression(compression);
-    options.max_rows_per_file = positive("max_rows_per_file", args.max_rows_per_file)?;
-    if let Some(rows) = positive("row_group_size", args.row_group_size)? {
-        options.row_group_size = rows;
-    }
+    let mut options = file_options(
+        &args.compression,
+        args.max_rows_per_file,
+        args.row_group_size,
+    )?
+    .with_mode(mode)
+    .with_partition_by(args.partition_by.iter().filter(|c| !c.is_empty()).cloned());
     options.basename_template = args.basename_template.clone();
     options.wait = wait_duration(args.wait)?;
     options.validate()?;
-    let format = args
-        .source_format
-        .as_deref()
-        .map(str::parse::<SourceFormat>)
-        .transpose()?;
-    let location = Location::parse_with_options(&args.dataset, storage)?;
-    let input = open_source(&args.source, format, &backend, storage).await?;
+    let (location, input) = open_input(
+        &args.source,
+        args.source_format.as_deref(),
+        &args.dataset,
+        &backend,
+        storage,
+    )
+    .await?;
     let bar = progress("writing");
     let report = backend
         .write(&location, counted(input, &bar), &options)
@@ -383,20 +410,21 @@ async fn run_merge(
         .map(str::parse::<RewriteMode>)
         .transpose()?;
     options.dry_run = args.dry_run;
-    options.write = options.write.with_compression(args.compression.parse()?);
-    options.write.max_rows_per_file = positive("max_rows_per_file", args.max_rows_per_file)?;
-    if let Some(rows) = positive("row_group_size", args.row_group_size)? {
-        options.write.row_group_size = rows;
-    }
+    options.write = file_options(
+        &args.compression,
+        args.max_rows_per_file,
+        args.row_group_size,
+    )?;
     options.wait = wait_duration(args.wait)?;
     options.effective_rewrite_mode()?;
-    let format = args
-        .source_format
-        .as_deref()
-        .map(str::parse::<SourceFormat>)
-        .transpose()?;
-    let location = Location::parse_with_options(&args.dataset, storage)?;
-    let input = open_source(&args.source, format, &backend, storage).await?;
+    let (location, input) = open_input(
+        &args.source,
+        args.source_format.as_deref(),
+        &args.dataset,
+        &backend,
+        storage,
+    )
+    .await?;
     let bar = progress(if args.dry_run { "planning" } else { "merging" });
     let report = backend
         .merge(&location, counted(input, &bar), &options)

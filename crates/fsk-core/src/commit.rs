@@ -594,6 +594,17 @@ async fn apply_journal(location: &Location, journal: &Journal) -> Result<Vec<Pub
             match store.rename_if_not_exists(&staged, &target).await {
                 Ok(()) => break,
                 Err(object_store::Error::AlreadyExists { .. }) => {
+                    // A rename is a copy then a delete: a crash between the two leaves the
+                    // staged file and its published copy. The same size at a fresh random name
+                    // is that copy, not a collision: finish the rename by dropping the staged
+                    // file (publishing it again would duplicate its rows).
+                    let existing = store.head(&target).await.ok();
+                    if existing.is_some_and(|meta| meta.size == entry.size_bytes) {
+                        match store.delete(&staged).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => break,
+                            Err(e) => return Err(Error::from_store(location.describe(&staged), e)),
+                        }
+                    }
                     attempts += 1;
                     if attempts > 16 {
                         return Err(Error::Internal(format!(
@@ -795,6 +806,48 @@ mod tests {
             .unwrap();
         let tx = Transaction::begin(&loc, "write", None).await.unwrap();
         tx.abort().await;
+    }
+
+    #[tokio::test]
+    async fn crash_between_copy_and_delete_publishes_once() {
+        let loc = Location::parse("memory://commit-half-rename/ds").unwrap();
+        let store = loc.store();
+        // The copy of the rename happened, the delete of the staged file did not.
+        for path in ["_fsk/staging/t1/a.parquet", "a.parquet"] {
+            store
+                .put(&loc.child(path), PutPayload::from_static(b"new"))
+                .await
+                .unwrap();
+        }
+        let journal = Journal {
+            txn: "t1".into(),
+            operation: "write".into(),
+            publish: vec![PublishEntry {
+                staged: "_fsk/staging/t1/a.parquet".into(),
+                target: "a.parquet".into(),
+                size_bytes: 3,
+                row_count: 1,
+            }],
+            remove: vec![],
+        };
+        store
+            .put(
+                &journal_path(&loc, "t1"),
+                PutPayload::from(serde_json::to_vec(&journal).unwrap()),
+            )
+            .await
+            .unwrap();
+        recover(&loc, None).await.unwrap();
+        let all: Vec<_> = store.list(Some(loc.root())).try_collect().await.unwrap();
+        let names: Vec<String> = all
+            .iter()
+            .filter_map(|m| loc.relative(&m.location))
+            .collect();
+        assert_eq!(
+            names,
+            vec!["a.parquet".to_string()],
+            "published once, nothing left"
+        );
     }
 
     #[tokio::test]
