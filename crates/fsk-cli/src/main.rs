@@ -94,6 +94,9 @@ struct WriteArgs {
     /// Maximum rows per row group.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     row_group_size: Option<i64>,
+    /// Write Parquet bloom filters for these columns (merges prune files with them).
+    #[arg(long = "bloom-filter", value_delimiter = ',', value_name = "COL,..")]
+    bloom_filter: Vec<String>,
     /// snappy (default), gzip, lz4, zstd, brotli, uncompressed; CODEC:LEVEL for a level.
     #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
     compression: String,
@@ -138,6 +141,9 @@ struct MergeArgs {
     /// Maximum rows per row group of written files.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     row_group_size: Option<i64>,
+    /// Write Parquet bloom filters for these columns.
+    #[arg(long = "bloom-filter", value_delimiter = ',', value_name = "COL,..")]
+    bloom_filter: Vec<String>,
     /// Source format, when the extension does not say.
     #[arg(long, value_name = "parquet|csv|json")]
     source_format: Option<String>,
@@ -251,8 +257,11 @@ fn file_options(
     compression: &str,
     max_rows_per_file: Option<i64>,
     row_group_size: Option<i64>,
+    bloom_filter: &[String],
 ) -> Result<WriteOptions> {
-    let mut options = WriteOptions::default().with_compression(compression.parse::<Codec>()?);
+    let mut options = WriteOptions::default()
+        .with_compression(compression.parse::<Codec>()?)
+        .with_bloom_filter_columns(bloom_filter.iter().filter(|c| !c.is_empty()).cloned());
     options.max_rows_per_file = positive("max_rows_per_file", max_rows_per_file)?;
     if let Some(rows) = positive("row_group_size", row_group_size)? {
         options.row_group_size = rows;
@@ -315,6 +324,7 @@ async fn run_write(
             compression: args.compression,
             max_rows_per_file: args.max_rows_per_file,
             row_group_size: args.row_group_size,
+            bloom_filter: args.bloom_filter,
             source_format: args.source_format,
             wait: args.wait,
         };
@@ -339,6 +349,7 @@ async fn run_write(
         &args.compression,
         args.max_rows_per_file,
         args.row_group_size,
+        &args.bloom_filter,
     )?
     .with_mode(mode)
     .with_partition_by(args.partition_by.iter().filter(|c| !c.is_empty()).cloned());
@@ -414,6 +425,7 @@ async fn run_merge(
         &args.compression,
         args.max_rows_per_file,
         args.row_group_size,
+        &args.bloom_filter,
     )?;
     options.wait = wait_duration(args.wait)?;
     options.effective_rewrite_mode()?;

@@ -152,6 +152,7 @@ checks!(
     merge_checks::merge_reads_only_what_pruning_allows,
     merge_checks::failing_store_fails_cleanly_and_recovers,
     merge_checks::merge_edge_cases,
+    merge_checks::bloom_filters_prune_before_the_key_scan,
 );
 
 /// Runs every check on local disk and on `memory://`; panics listing every failure.

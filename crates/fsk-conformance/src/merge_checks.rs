@@ -1152,3 +1152,45 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
     .await;
     assert!(err.to_string().contains("partition"), "{err}");
 }
+
+/// Bloom filters on the key prune files that statistics cannot, before any key scan; the
+/// rewritten files keep their bloom filters.
+pub async fn bloom_filters_prune_before_the_key_scan(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    let options = WriteOptions::default().with_bloom_filter_columns(["id"]);
+    // Every file spans the whole id range: statistics cannot prune.
+    for f in 0..4i64 {
+        let ids: Vec<i64> = (0..50).map(|i| i * 4 + f).collect();
+        backend
+            .write(&loc, batches(vec![rows_of(&ids, "a", "old")]), &options)
+            .await
+            .expect("write");
+    }
+    for file in data_files(&loc).await {
+        assert!(
+            footer(&loc, &file)
+                .await
+                .bloom_filter_columns
+                .contains("id"),
+            "{file}"
+        );
+    }
+    let report = merge(
+        backend,
+        &loc,
+        vec![rows_of(&[5], "a", "new")],
+        MergeOptions::new(["id"], Strategy::Update),
+    )
+    .await;
+    assert_eq!(report.files_pruned_by_statistics, 0, "{:?}", report.pruned);
+    assert_eq!(report.files_confirmed, 1);
+    assert_eq!(report.files_pruned_by_bloom, 3, "{:?}", report.pruned);
+    assert_eq!(report.files_key_scanned, 1);
+    for file in &report.rewritten_files {
+        assert!(
+            footer(&loc, file).await.bloom_filter_columns.contains("id"),
+            "{file} keeps its bloom filter"
+        );
+    }
+    assert!(dataset(backend, &loc).await.contains(&"5:new5".to_string()));
+}

@@ -592,6 +592,79 @@ fn may_hold_keys(
     })
 }
 
+/// Whether some source key may be in a bloom filter (key types the filter can check; any
+/// other type says yes).
+fn bloom_may_hold(sbbf: &parquet::bloom_filter::Sbbf, keys: &ArrayRef) -> bool {
+    use arrow::array::{AsArray, Int32Array, Int64Array};
+    use arrow::datatypes::DataType;
+    match keys.data_type() {
+        DataType::Int64 => keys
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .is_none_or(|a| a.values().iter().any(|v| sbbf.check(v))),
+        DataType::Int32 => keys
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .is_none_or(|a| a.values().iter().any(|v| sbbf.check(v))),
+        DataType::Utf8 => keys
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .any(|v| sbbf.check(v)),
+        DataType::LargeUtf8 => keys
+            .as_string::<i64>()
+            .iter()
+            .flatten()
+            .any(|v| sbbf.check(v)),
+        _ => true,
+    }
+}
+
+/// Prunes a candidate's row groups (and the file) with the bloom filters of its key column.
+/// A row group without a filter, or a key type the filter cannot check, is kept.
+async fn prune_by_bloom(
+    location: &Location,
+    plan: &mut FilePlan,
+    source: &Source,
+    key: &str,
+) -> Result<()> {
+    if !plan.meta.bloom_filter_columns.contains(key) || plan.row_groups.is_empty() {
+        return Ok(());
+    }
+    let Some(keys) = source.rows.column_by_name(key).cloned() else {
+        return Ok(());
+    };
+    let descr = plan.meta.metadata().file_metadata().schema_descr_ptr();
+    let Some(column) = descr
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [key.to_string()])
+    else {
+        return Ok(());
+    };
+    let describe = location.describe(&plan.meta.file.path);
+    let reader = object_reader(location, &plan.meta.file);
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        reader,
+        plan.meta.reader_metadata.clone(),
+    );
+    let mut kept = Vec::with_capacity(plan.row_groups.len());
+    for &rg in &plan.row_groups {
+        let filter = builder
+            .get_row_group_column_bloom_filter(rg, column)
+            .await
+            .map_err(|e| Error::from_parquet(&describe, e))?;
+        if filter.is_none_or(|sbbf| bloom_may_hold(&sbbf, &keys)) {
+            kept.push(rg);
+        }
+    }
+    if kept.is_empty() {
+        plan.pruned = Some(PruneStage::Bloom);
+    }
+    plan.row_groups = kept;
+    Ok(())
+}
+
 /// How many files are scanned or rewritten at once.
 pub const FILES_IN_PARALLEL: usize = 4;
 
@@ -938,6 +1011,16 @@ async fn plan_and_run(
 
     // The dataset's shape: footers (read once), layout, schema.
     let metas = read_footers(location, files).await?;
+    // Rewritten and inserted files keep the bloom filters the dataset has on its keys.
+    let mut effective = options.clone();
+    for k in &options.key {
+        if metas.iter().any(|m| m.bloom_filter_columns.contains(k))
+            && !effective.write.bloom_filter_columns.contains(k)
+        {
+            effective.write.bloom_filter_columns.push(k.clone());
+        }
+    }
+    let options = &effective;
     let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
     // Partition values live in paths, untyped: read them as the source's types so that a
     // source with `day` as text matches folders that inference would read as dates.
@@ -1069,6 +1152,22 @@ async fn plan_and_run(
             }
         }
         plans.push(plan);
+    }
+
+    // Bloom filters, where every row group of a candidate has one on the (single) key column.
+    if !full && file_key_cols.len() == 1 {
+        let checks: Vec<_> = plans
+            .iter_mut()
+            .filter(|p| p.pruned.is_none())
+            .map(|plan| prune_by_bloom(location, plan, &source, &file_key_cols[0]))
+            .collect();
+        let results: Vec<Result<()>> = futures::stream::iter(checks)
+            .buffer_unordered(FILES_IN_PARALLEL)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
     }
 
     // Confirm with key-only scans (every file in full mode, to count).

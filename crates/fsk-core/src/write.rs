@@ -195,6 +195,8 @@ pub struct WriteOptions {
     pub basename_template: Option<String>,
     /// Wait up to this long for another writer's lease (`None`: fail at once).
     pub wait: Option<std::time::Duration>,
+    /// Columns to write Parquet bloom filters for (merges use them to prune files).
+    pub bloom_filter_columns: Vec<String>,
 }
 
 impl Default for WriteOptions {
@@ -207,6 +209,7 @@ impl Default for WriteOptions {
             compression: Codec::default(),
             basename_template: None,
             wait: None,
+            bloom_filter_columns: Vec::new(),
         }
     }
 }
@@ -240,6 +243,15 @@ impl WriteOptions {
         self.compression = codec;
         self
     }
+    /// Writes bloom filters for these columns.
+    pub fn with_bloom_filter_columns<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        cols: I,
+    ) -> Self {
+        self.bloom_filter_columns = cols.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets the file name template.
     pub fn with_basename_template(mut self, template: impl Into<String>) -> Self {
         self.basename_template = Some(template.into());
@@ -313,11 +325,17 @@ impl WriteOptions {
 
     /// The writer properties for these options.
     pub fn writer_properties(&self) -> Result<WriterProperties> {
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(self.compression.to_parquet()?)
             .set_max_row_group_row_count(Some(self.row_group_size))
-            .set_created_by(format!("fsk {}", env!("CARGO_PKG_VERSION")))
-            .build())
+            .set_created_by(format!("fsk {}", env!("CARGO_PKG_VERSION")));
+        for column in &self.bloom_filter_columns {
+            let path = parquet::schema::types::ColumnPath::from(column.as_str());
+            builder = builder
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path, 0.01);
+        }
+        Ok(builder.build())
     }
 
     /// Splits `schema` into the schema of the files (without partition columns); fails with
