@@ -284,6 +284,35 @@ struct Source {
     index: HashMap<Box<[u8]>, u32>,
     /// Each row's partition values, typed and displayed (see [`PartitionKey`]).
     parts: Vec<PartitionKey>,
+    /// The first key column's values, sorted, so that a file's [min, max] is tested with two
+    /// binary searches instead of a scan of every source key.
+    first_key_sorted: ArrayRef,
+}
+
+impl Source {
+    /// Whether some source value of the first key column lies in `[min, max]`.
+    fn first_key_in_range(&self, min: &ScalarValue, max: &ScalarValue) -> Option<bool> {
+        let sorted = self.first_key_sorted.as_ref();
+        let options = arrow::compute::SortOptions::default();
+        let lo = arrow::array::make_comparator(sorted, min.array().as_ref(), options).ok()?;
+        let hi = arrow::array::make_comparator(sorted, max.array().as_ref(), options).ok()?;
+        let start = partition_point(sorted.len(), |i| lo(i, 0).is_lt());
+        Some(start < sorted.len() && hi(start, 0).is_le())
+    }
+}
+
+/// The first index in `0..len` for which `before` is false (`before` is true then false).
+fn partition_point(len: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Partition values as comparable text: each value typed (as the source types it) and
@@ -437,11 +466,19 @@ fn build_source(
         .collect();
     let file_rows = crate::scan::project_to(&rows, file_schema)?;
     let parts = row_partitions(&rows, partitions)?;
+    let first = rows
+        .column_by_name(&options.key[0])
+        .expect("validated key column");
+    let order = arrow::compute::sort_to_indices(first, None, None)
+        .map_err(|e| Error::arrow("sorting source keys", e))?;
+    let first_key_sorted = arrow::compute::take(first.as_ref(), &order, None)
+        .map_err(|e| Error::arrow("sorting source keys", e))?;
     Ok(Source {
         rows,
         file_rows,
         index,
         parts,
+        first_key_sorted,
     })
 }
 
@@ -544,6 +581,23 @@ fn may_hold_keys(
     let rows = source.rows.num_rows();
     if rows == 0 {
         return Ok(false);
+    }
+    // Fast path: two binary searches on the sorted first key column rule a file out, or
+    // settle a single-column key.
+    if let Some(first) = stats.get(&key[0])
+        && let (Some(min), Some(max)) = (&first.min, &first.max)
+        && first.min_exact
+        && first.max_exact
+        && !min.data_type().is_floating()
+        && min.data_type() == source.first_key_sorted.data_type()
+        && let Some(in_range) = source.first_key_in_range(min, max)
+    {
+        if !in_range {
+            return Ok(false);
+        }
+        if key.len() == 1 {
+            return Ok(true);
+        }
     }
     let mut mask: Option<BooleanArray> = None;
     for k in key {
@@ -1396,4 +1450,43 @@ async fn execute(
         outputs.extend(entries.into_iter().map(|e| (e, FileOperation::Inserted)));
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_point_finds_the_first_false() {
+        let values = [1, 3, 3, 7, 9];
+        for (target, expected) in [(0, 0), (1, 0), (2, 1), (3, 1), (8, 4), (10, 5)] {
+            assert_eq!(
+                partition_point(values.len(), |i| values[i] < target),
+                expected,
+                "{target}"
+            );
+        }
+        assert_eq!(partition_point(0, |_| true), 0);
+    }
+
+    #[test]
+    fn strategies_and_modes_parse_and_validate() {
+        assert_eq!(
+            "full-merge".parse::<Strategy>().unwrap(),
+            Strategy::FullMerge
+        );
+        assert!("x".parse::<RewriteMode>().is_err());
+        let mut options = MergeOptions::new(["id"], Strategy::Deduplicate);
+        assert_eq!(options.effective_rewrite_mode().unwrap(), RewriteMode::Full);
+        options.rewrite_mode = Some(RewriteMode::Incremental);
+        assert!(options.effective_rewrite_mode().is_err());
+        let options = MergeOptions::new(["id", "id"], Strategy::Upsert);
+        assert!(validate_options(&options).is_err());
+        let mut options = MergeOptions::new(["id"], Strategy::Upsert);
+        options.dedup_order_by = vec!["ts".into()];
+        assert!(
+            validate_options(&options).is_err(),
+            "dedup_order_by needs deduplicate"
+        );
+    }
 }
