@@ -58,8 +58,9 @@ enum Command {
     Recover(RecoverArgs),
 }
 
-#[derive(Args, Debug)]
-struct WriteArgs {
+/// Where the input comes from and how written files look: shared by write and merge.
+#[derive(Args, Debug, Clone)]
+struct InputArgs {
     /// The source: a .parquet file, a parquet dataset folder, a .csv or a .json/.ndjson file.
     source: String,
     /// The dataset (path or URL).
@@ -67,28 +68,13 @@ struct WriteArgs {
     /// Source format, when the extension does not say.
     #[arg(long, value_name = "parquet|csv|json")]
     source_format: Option<String>,
-    /// append (default) or overwrite.
-    #[arg(long, value_name = "append|overwrite")]
-    mode: Option<String>,
-    /// Merge by key instead of a plain write: insert, update, upsert, full_merge, deduplicate.
-    #[arg(long, value_name = "S")]
-    strategy: Option<String>,
-    /// Key columns for --strategy, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
-    key: Vec<String>,
-    /// For --strategy deduplicate: keep the row with the highest values of these columns.
-    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
-    dedup_order_by: Vec<String>,
-    /// For --strategy: incremental or full.
-    #[arg(long, value_name = "incremental|full")]
-    rewrite_mode: Option<String>,
-    /// For --strategy: plan and count without writing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Hive partition columns, comma-separated.
+    /// Hive partition columns, comma-separated (a merge detects them from the dataset).
     #[arg(long, value_delimiter = ',', value_name = "COL,..")]
     partition_by: Vec<String>,
-    /// Split files after this many rows.
+    /// snappy (default), gzip, lz4, zstd, brotli, uncompressed; CODEC:LEVEL for a level.
+    #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
+    compression: String,
+    /// Split written files after this many rows.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     max_rows_per_file: Option<i64>,
     /// Maximum rows per row group.
@@ -97,32 +83,17 @@ struct WriteArgs {
     /// Write Parquet bloom filters for these columns (merges prune files with them).
     #[arg(long = "bloom-filter", value_delimiter = ',', value_name = "COL,..")]
     bloom_filter: Vec<String>,
-    /// snappy (default), gzip, lz4, zstd, brotli, uncompressed; CODEC:LEVEL for a level.
-    #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
-    compression: String,
-    /// File name template with {} for a unique token, ending in .parquet.
-    #[arg(long, value_name = "TPL")]
-    basename_template: Option<String>,
     /// Wait up to this many seconds for another writer's lock.
     #[arg(long, value_name = "SECONDS")]
     wait: Option<f64>,
 }
 
-#[derive(Args, Debug)]
-struct MergeArgs {
-    /// The source: a .parquet file, a parquet dataset folder, a .csv or a .json/.ndjson file.
-    source: String,
-    /// The dataset (path or URL).
-    dataset: String,
+/// Merge flags: shared by merge and `write --strategy`.
+#[derive(Args, Debug, Clone)]
+struct MergeFlags {
     /// Key columns, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "COL[,COL]", required = true)]
+    #[arg(long, value_delimiter = ',', value_name = "COL[,COL]")]
     key: Vec<String>,
-    /// insert, update, upsert, full_merge or deduplicate.
-    #[arg(long, value_name = "S")]
-    strategy: String,
-    /// Partition columns (detected from the dataset when not given).
-    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
-    partition_by: Vec<String>,
     /// For deduplicate: keep the row with the highest values of these columns.
     #[arg(long, value_delimiter = ',', value_name = "COL,..")]
     dedup_order_by: Vec<String>,
@@ -132,24 +103,34 @@ struct MergeArgs {
     /// Plan and count without writing.
     #[arg(long)]
     dry_run: bool,
-    /// Codec of written files.
-    #[arg(long, default_value = "snappy", value_name = "CODEC[:LEVEL]")]
-    compression: String,
-    /// Split written files after this many rows.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    max_rows_per_file: Option<i64>,
-    /// Maximum rows per row group of written files.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    row_group_size: Option<i64>,
-    /// Write Parquet bloom filters for these columns.
-    #[arg(long = "bloom-filter", value_delimiter = ',', value_name = "COL,..")]
-    bloom_filter: Vec<String>,
-    /// Source format, when the extension does not say.
-    #[arg(long, value_name = "parquet|csv|json")]
-    source_format: Option<String>,
-    /// Wait up to this many seconds for another writer's lock.
-    #[arg(long, value_name = "SECONDS")]
-    wait: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct WriteArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// append (default) or overwrite.
+    #[arg(long, value_name = "append|overwrite")]
+    mode: Option<String>,
+    /// Merge by key instead of a plain write: insert, update, upsert, full_merge, deduplicate.
+    #[arg(long, value_name = "S")]
+    strategy: Option<String>,
+    #[command(flatten)]
+    merge: MergeFlags,
+    /// File name template with {} for a unique token, ending in .parquet.
+    #[arg(long, value_name = "TPL")]
+    basename_template: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// insert, update, upsert, full_merge or deduplicate.
+    #[arg(long, value_name = "S")]
+    strategy: String,
+    #[command(flatten)]
+    merge: MergeFlags,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,28 +294,17 @@ async fn run_write(
             _ => {}
         }
         let merge = MergeArgs {
-            source: args.source,
-            dataset: args.dataset,
-            key: args.key,
+            input: args.input,
             strategy: strategy.clone(),
-            partition_by: args.partition_by,
-            dedup_order_by: args.dedup_order_by,
-            rewrite_mode: args.rewrite_mode,
-            dry_run: args.dry_run,
-            compression: args.compression,
-            max_rows_per_file: args.max_rows_per_file,
-            row_group_size: args.row_group_size,
-            bloom_filter: args.bloom_filter,
-            source_format: args.source_format,
-            wait: args.wait,
+            merge: args.merge,
         };
         return run_merge(merge, global, backend, storage).await;
     }
     for (flag, given) in [
-        ("--key", !args.key.is_empty()),
-        ("--dedup-order-by", !args.dedup_order_by.is_empty()),
-        ("--rewrite-mode", args.rewrite_mode.is_some()),
-        ("--dry-run", args.dry_run),
+        ("--key", !args.merge.key.is_empty()),
+        ("--dedup-order-by", !args.merge.dedup_order_by.is_empty()),
+        ("--rewrite-mode", args.merge.rewrite_mode.is_some()),
+        ("--dry-run", args.merge.dry_run),
     ] {
         if given {
             return Err(Error::invalid_argument(
@@ -346,20 +316,26 @@ async fn run_write(
     }
     let mode: WriteMode = args.mode.as_deref().unwrap_or("append").parse()?;
     let mut options = file_options(
-        &args.compression,
-        args.max_rows_per_file,
-        args.row_group_size,
-        &args.bloom_filter,
+        &args.input.compression,
+        args.input.max_rows_per_file,
+        args.input.row_group_size,
+        &args.input.bloom_filter,
     )?
     .with_mode(mode)
-    .with_partition_by(args.partition_by.iter().filter(|c| !c.is_empty()).cloned());
+    .with_partition_by(
+        args.input
+            .partition_by
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned(),
+    );
     options.basename_template = args.basename_template.clone();
-    options.wait = wait_duration(args.wait)?;
+    options.wait = wait_duration(args.input.wait)?;
     options.validate()?;
     let (location, input) = open_input(
-        &args.source,
-        args.source_format.as_deref(),
-        &args.dataset,
+        &args.input.source,
+        args.input.source_format.as_deref(),
+        &args.input.dataset,
         &backend,
         storage,
     )
@@ -403,41 +379,49 @@ async fn run_merge(
     storage: &StorageOptions,
 ) -> Result<()> {
     let strategy: Strategy = args.strategy.parse()?;
-    let mut options =
-        MergeOptions::new(args.key.iter().filter(|k| !k.is_empty()).cloned(), strategy);
-    if !args.partition_by.is_empty() {
+    let mut options = MergeOptions::new(
+        args.merge.key.iter().filter(|k| !k.is_empty()).cloned(),
+        strategy,
+    );
+    if !args.input.partition_by.is_empty() {
         options.partition_by = Some(
-            args.partition_by
+            args.input
+                .partition_by
                 .iter()
                 .filter(|c| !c.is_empty())
                 .cloned()
                 .collect(),
         );
     }
-    options.dedup_order_by = args.dedup_order_by.clone();
+    options.dedup_order_by = args.merge.dedup_order_by.clone();
     options.rewrite_mode = args
+        .merge
         .rewrite_mode
         .as_deref()
         .map(str::parse::<RewriteMode>)
         .transpose()?;
-    options.dry_run = args.dry_run;
+    options.dry_run = args.merge.dry_run;
     options.write = file_options(
-        &args.compression,
-        args.max_rows_per_file,
-        args.row_group_size,
-        &args.bloom_filter,
+        &args.input.compression,
+        args.input.max_rows_per_file,
+        args.input.row_group_size,
+        &args.input.bloom_filter,
     )?;
-    options.wait = wait_duration(args.wait)?;
+    options.wait = wait_duration(args.input.wait)?;
     options.effective_rewrite_mode()?;
     let (location, input) = open_input(
-        &args.source,
-        args.source_format.as_deref(),
-        &args.dataset,
+        &args.input.source,
+        args.input.source_format.as_deref(),
+        &args.input.dataset,
         &backend,
         storage,
     )
     .await?;
-    let bar = progress(if args.dry_run { "planning" } else { "merging" });
+    let bar = progress(if args.merge.dry_run {
+        "planning"
+    } else {
+        "merging"
+    });
     let report = backend
         .merge(&location, counted(input, &bar), &options)
         .await;

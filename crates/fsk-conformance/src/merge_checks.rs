@@ -125,6 +125,16 @@ async fn check_report(loc: &Location, report: &MergeReport) {
     );
 }
 
+/// (inserted, updated, deleted, total) of a report.
+fn counts(report: &MergeReport) -> (u64, u64, u64, u64) {
+    (
+        report.inserted,
+        report.updated,
+        report.deleted,
+        report.total,
+    )
+}
+
 fn ids_and_values(rows: &[String]) -> Vec<String> {
     rows.iter()
         .map(|r| {
@@ -160,15 +170,7 @@ pub async fn upsert_updates_and_inserts(backend: &dyn DatasetBackend, fx: &Fixtu
         MergeOptions::new(["id"], Strategy::Upsert),
     )
     .await;
-    assert_eq!(
-        (
-            report.inserted,
-            report.updated,
-            report.deleted,
-            report.total
-        ),
-        (1, 2, 0, 4)
-    );
+    assert_eq!(counts(&report), (1, 2, 0, 4));
     assert_eq!(report.source_count, 3);
     assert_eq!(report.engine, backend.name());
     assert_eq!(report.rewrite_mode, RewriteMode::Incremental);
@@ -281,15 +283,7 @@ pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &F
         MergeOptions::new(["id"], Strategy::FullMerge),
     )
     .await;
-    assert_eq!(
-        (
-            report.inserted,
-            report.updated,
-            report.deleted,
-            report.total
-        ),
-        (1, 2, 1, 3)
-    );
+    assert_eq!(counts(&report), (1, 2, 1, 3));
     assert_eq!(report.rewrite_mode, RewriteMode::Full);
     assert_eq!(
         dataset(backend, &loc).await,
@@ -304,15 +298,7 @@ pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &F
         MergeOptions::new(["id"], Strategy::FullMerge),
     )
     .await;
-    assert_eq!(
-        (
-            report.inserted,
-            report.updated,
-            report.deleted,
-            report.total
-        ),
-        (0, 0, 3, 0)
-    );
+    assert_eq!(counts(&report), (0, 0, 3, 0));
     let files = data_files(&loc).await;
     assert_eq!(files.len(), 1, "{files:?}");
     let meta = footer(&loc, &files[0]).await;
