@@ -233,35 +233,45 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Codec, file split and row group size of written files, validated.
-fn file_options(
-    compression: &str,
-    max_rows_per_file: Option<i64>,
-    row_group_size: Option<i64>,
-    bloom_filter: &[String],
-) -> Result<WriteOptions> {
-    let mut options = WriteOptions::default()
-        .with_compression(compression.parse::<Codec>()?)
-        .with_bloom_filter_columns(bloom_filter.iter().filter(|c| !c.is_empty()).cloned());
-    options.max_rows_per_file = positive("max_rows_per_file", max_rows_per_file)?;
-    if let Some(rows) = positive("row_group_size", row_group_size)? {
-        options.row_group_size = rows;
+impl InputArgs {
+    /// Codec, file split, row group size and bloom filters of written files, and the lease
+    /// wait, validated.
+    fn write_options(&self) -> Result<WriteOptions> {
+        let mut options = WriteOptions::default()
+            .with_compression(self.compression.parse::<Codec>()?)
+            .with_bloom_filter_columns(self.bloom_filter.iter().filter(|c| !c.is_empty()).cloned());
+        options.max_rows_per_file = positive("max_rows_per_file", self.max_rows_per_file)?;
+        if let Some(rows) = positive("row_group_size", self.row_group_size)? {
+            options.row_group_size = rows;
+        }
+        options.wait = wait_duration(self.wait)?;
+        Ok(options)
     }
-    Ok(options)
-}
 
-/// The dataset's location and the source as a stream.
-async fn open_input(
-    source: &str,
-    source_format: Option<&str>,
-    dataset: &str,
-    backend: &Arc<dyn DatasetBackend>,
-    storage: &StorageOptions,
-) -> Result<(Location, Batches)> {
-    let format = source_format.map(str::parse::<SourceFormat>).transpose()?;
-    let location = Location::parse_with_options(dataset, storage)?;
-    let input = open_source(source, format, backend, storage).await?;
-    Ok((location, input))
+    /// The given partition columns (empty names dropped).
+    fn partition_columns(&self) -> Vec<String> {
+        self.partition_by
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// The dataset's location and the source as a stream.
+    async fn open(
+        &self,
+        backend: &Arc<dyn DatasetBackend>,
+        storage: &StorageOptions,
+    ) -> Result<(Location, Batches)> {
+        let format = self
+            .source_format
+            .as_deref()
+            .map(str::parse::<SourceFormat>)
+            .transpose()?;
+        let location = Location::parse_with_options(&self.dataset, storage)?;
+        let input = open_source(&self.source, format, backend, storage).await?;
+        Ok((location, input))
+    }
 }
 
 async fn run_write(
@@ -315,31 +325,14 @@ async fn run_write(
         }
     }
     let mode: WriteMode = args.mode.as_deref().unwrap_or("append").parse()?;
-    let mut options = file_options(
-        &args.input.compression,
-        args.input.max_rows_per_file,
-        args.input.row_group_size,
-        &args.input.bloom_filter,
-    )?
-    .with_mode(mode)
-    .with_partition_by(
-        args.input
-            .partition_by
-            .iter()
-            .filter(|c| !c.is_empty())
-            .cloned(),
-    );
+    let mut options = args
+        .input
+        .write_options()?
+        .with_mode(mode)
+        .with_partition_by(args.input.partition_columns());
     options.basename_template = args.basename_template.clone();
-    options.wait = wait_duration(args.input.wait)?;
     options.validate()?;
-    let (location, input) = open_input(
-        &args.input.source,
-        args.input.source_format.as_deref(),
-        &args.input.dataset,
-        &backend,
-        storage,
-    )
-    .await?;
+    let (location, input) = args.input.open(&backend, storage).await?;
     let bar = progress("writing");
     let report = backend
         .write(&location, counted(input, &bar), &options)
@@ -383,15 +376,9 @@ async fn run_merge(
         args.merge.key.iter().filter(|k| !k.is_empty()).cloned(),
         strategy,
     );
-    if !args.input.partition_by.is_empty() {
-        options.partition_by = Some(
-            args.input
-                .partition_by
-                .iter()
-                .filter(|c| !c.is_empty())
-                .cloned()
-                .collect(),
-        );
+    let partition_by = args.input.partition_columns();
+    if !partition_by.is_empty() {
+        options.partition_by = Some(partition_by);
     }
     options.dedup_order_by = args.merge.dedup_order_by.clone();
     options.rewrite_mode = args
@@ -401,22 +388,10 @@ async fn run_merge(
         .map(str::parse::<RewriteMode>)
         .transpose()?;
     options.dry_run = args.merge.dry_run;
-    options.write = file_options(
-        &args.input.compression,
-        args.input.max_rows_per_file,
-        args.input.row_group_size,
-        &args.input.bloom_filter,
-    )?;
-    options.wait = wait_duration(args.input.wait)?;
+    options.write = args.input.write_options()?;
+    options.wait = options.write.wait;
     options.effective_rewrite_mode()?;
-    let (location, input) = open_input(
-        &args.input.source,
-        args.input.source_format.as_deref(),
-        &args.input.dataset,
-        &backend,
-        storage,
-    )
-    .await?;
+    let (location, input) = args.input.open(&backend, storage).await?;
     let bar = progress(if args.merge.dry_run {
         "planning"
     } else {

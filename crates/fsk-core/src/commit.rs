@@ -808,6 +808,28 @@ mod tests {
         tx.abort().await;
     }
 
+    /// Writes the journal of transaction `t1`: publish `a.parquet` (3 bytes), remove `remove`.
+    async fn put_journal(loc: &Location, remove: &[&str]) {
+        let journal = Journal {
+            txn: "t1".into(),
+            operation: "write".into(),
+            publish: vec![PublishEntry {
+                staged: "_fsk/staging/t1/a.parquet".into(),
+                target: "a.parquet".into(),
+                size_bytes: 3,
+                row_count: 1,
+            }],
+            remove: remove.iter().map(|r| r.to_string()).collect(),
+        };
+        loc.store()
+            .put(
+                &journal_path(loc, "t1"),
+                PutPayload::from(serde_json::to_vec(&journal).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn crash_between_copy_and_delete_publishes_once() {
         let loc = Location::parse("memory://commit-half-rename/ds").unwrap();
@@ -819,24 +841,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let journal = Journal {
-            txn: "t1".into(),
-            operation: "write".into(),
-            publish: vec![PublishEntry {
-                staged: "_fsk/staging/t1/a.parquet".into(),
-                target: "a.parquet".into(),
-                size_bytes: 3,
-                row_count: 1,
-            }],
-            remove: vec![],
-        };
-        store
-            .put(
-                &journal_path(&loc, "t1"),
-                PutPayload::from(serde_json::to_vec(&journal).unwrap()),
-            )
-            .await
-            .unwrap();
+        put_journal(&loc, &[]).await;
         recover(&loc, None).await.unwrap();
         let all: Vec<_> = store.list(Some(loc.root())).try_collect().await.unwrap();
         let names: Vec<String> = all
@@ -866,24 +871,7 @@ mod tests {
             .put(&loc.child("old.parquet"), PutPayload::from_static(b"old"))
             .await
             .unwrap();
-        let journal = Journal {
-            txn: "t1".into(),
-            operation: "write".into(),
-            publish: vec![PublishEntry {
-                staged: "_fsk/staging/t1/a.parquet".into(),
-                target: "a.parquet".into(),
-                size_bytes: 3,
-                row_count: 1,
-            }],
-            remove: vec!["old.parquet".into()],
-        };
-        store
-            .put(
-                &journal_path(&loc, "t1"),
-                PutPayload::from(serde_json::to_vec(&journal).unwrap()),
-            )
-            .await
-            .unwrap();
+        put_journal(&loc, &["old.parquet"]).await;
         // An orphan staging folder.
         store
             .put(

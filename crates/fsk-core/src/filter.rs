@@ -1556,7 +1556,8 @@ fn leaf_is_null(knowledge: Knowledge<'_>, negated: bool) -> Tri {
 // SQL rendering
 // ---------------------------------------------------------------------------------------------
 
-fn quote_ident(name: &str) -> String {
+/// Quotes an identifier for SQL (DuckDB and DataFusion): double quotes, `""` escaping.
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

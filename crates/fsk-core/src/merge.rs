@@ -24,7 +24,6 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::{Deserialize, Serialize};
@@ -346,36 +345,6 @@ fn key_columns(batch: &RecordBatch, key: &[String], side: &str) -> Result<Vec<Ar
         .collect()
 }
 
-/// The partition values of each row of `batch` for `columns`.
-fn row_partitions(batch: &RecordBatch, columns: &[String]) -> Result<Vec<PartitionKey>> {
-    if columns.is_empty() {
-        return Ok(vec![Vec::new(); batch.num_rows()]);
-    }
-    let options = FormatOptions::default();
-    let arrays: Vec<&ArrayRef> = columns
-        .iter()
-        .map(|c| {
-            batch
-                .column_by_name(c)
-                .ok_or_else(|| Error::column_not_found(c, "source", &batch.schema()))
-        })
-        .collect::<Result<_>>()?;
-    let formatters = arrays
-        .iter()
-        .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow("formatting partition values", e))?;
-    Ok((0..batch.num_rows())
-        .map(|row| {
-            arrays
-                .iter()
-                .zip(&formatters)
-                .map(|(a, f)| a.is_valid(row).then(|| f.value(row).to_string()))
-                .collect()
-        })
-        .collect())
-}
-
 async fn collect_source(source: Batches) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
     let (schema, stream) = source.into_parts();
     let batches: Vec<RecordBatch> = stream.try_collect().await?;
@@ -465,7 +434,7 @@ fn build_source(
         .map(|i| (Box::<[u8]>::from(keys.row(i).data()), i as u32))
         .collect();
     let file_rows = crate::scan::project_to(&rows, file_schema)?;
-    let parts = row_partitions(&rows, partitions)?;
+    let parts = crate::partition::row_values(&rows, partitions, "source")?;
     let first = rows
         .column_by_name(&options.key[0])
         .expect("validated key column");

@@ -58,6 +58,40 @@ pub fn parse_hive_path(relative: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Each row's values of the partition `columns` of `batch`, displayed as Arrow displays them
+/// (dates `YYYY-MM-DD`); `None` is null. `context` names the input in a missing-column error.
+pub fn row_values(
+    batch: &arrow::array::RecordBatch,
+    columns: &[String],
+    context: &str,
+) -> Result<Vec<Vec<Option<String>>>> {
+    use arrow::array::Array;
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let arrays: Vec<&ArrayRef> = columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .ok_or_else(|| Error::column_not_found(c, context, &batch.schema()))
+        })
+        .collect::<Result<_>>()?;
+    let options = FormatOptions::default();
+    let formatters = arrays
+        .iter()
+        .map(|a| ArrayFormatter::try_new(a.as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow("formatting partition values", e))?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            arrays
+                .iter()
+                .zip(&formatters)
+                .map(|(a, f)| a.is_valid(row).then(|| f.value(row).to_string()))
+                .collect()
+        })
+        .collect())
+}
+
 /// The folder for one row's partition values: `a=1/b=x`.
 pub fn partition_dir(columns: &[String], values: &[Option<String>]) -> String {
     columns

@@ -267,6 +267,29 @@ impl ScanPlan {
         crate::backend::Batches::new(schema, limit_stream(stream, self.limit))
     }
 
+    /// The SQL that filters scan batches registered as `table` and projects the output
+    /// columns (`None` without a filter). A projection with no columns selects a constant,
+    /// so the row count survives.
+    pub fn filter_sql(&self, table: &str) -> Option<String> {
+        let filter = self.filter.as_ref()?;
+        let columns = self
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| crate::filter::quote_ident(f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let columns = if columns.is_empty() {
+            "1 AS __none".to_string()
+        } else {
+            columns
+        };
+        Some(format!(
+            "SELECT {columns} FROM {table} WHERE {}",
+            filter.to_sql()
+        ))
+    }
+
     /// Projects a scan batch to the output columns.
     pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         project_to(batch, &self.output_schema)
@@ -346,11 +369,7 @@ fn assemble(
         .iter()
         .map(|field| -> Result<ArrayRef> {
             if let Some(column) = batch.column_by_name(field.name()) {
-                if column.data_type() == field.data_type() {
-                    return Ok(Arc::clone(column));
-                }
-                return arrow::compute::cast(column, field.data_type())
-                    .map_err(|e| Error::arrow(format!("widening column {}", field.name()), e));
+                return crate::schema::cast_column(column, field);
             }
             if let Some(value) = partition.get(field.name()) {
                 return repeat_value(value, rows);

@@ -123,6 +123,19 @@ pub fn check_fits(source: &Schema, target: &Schema, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `column` as `field`'s type (a no-op when it already is).
+pub fn cast_column(column: &ArrayRef, field: &Field) -> Result<ArrayRef> {
+    if column.data_type() == field.data_type() {
+        return Ok(Arc::clone(column));
+    }
+    arrow::compute::cast(column, field.data_type()).map_err(|e| {
+        Error::arrow(
+            format!("casting column {} to {}", field.name(), field.data_type()),
+            e,
+        )
+    })
+}
+
 /// Reorders and casts `batch` into `target` (which [`check_fits`] accepted).
 pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     if batch.schema().as_ref() == target.as_ref() {
@@ -135,12 +148,7 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBa
             let column = batch.column_by_name(field.name()).ok_or_else(|| {
                 Error::column_not_found(field.name(), "input", batch.schema().as_ref())
             })?;
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                arrow::compute::cast(column, field.data_type())
-                    .map_err(|e| Error::arrow(format!("widening column {}", field.name()), e))
-            }
+            cast_column(column, field)
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
     for (field, column) in target.fields().iter().zip(&columns) {
@@ -210,9 +218,7 @@ pub fn widen_batch(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatc
                 field.data_type(),
                 batch.num_rows(),
             )),
-            Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
-            Some(column) => arrow::compute::cast(column, field.data_type())
-                .map_err(|e| Error::arrow(format!("widening column {}", field.name()), e)),
+            Some(column) => cast_column(column, field),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
     RecordBatch::try_new_with_options(
@@ -231,15 +237,7 @@ pub fn cast_by_position(batch: &RecordBatch, schema: &SchemaRef) -> Result<Recor
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, field)| {
-            let column = batch.column(i);
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                arrow::compute::cast(column, field.data_type())
-                    .map_err(|e| Error::arrow(format!("reading column {} back", field.name()), e))
-            }
-        })
+        .map(|(i, field)| cast_column(batch.column(i), field))
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new_with_options(
         Arc::clone(schema),

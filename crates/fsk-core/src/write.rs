@@ -9,9 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
@@ -20,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit::{PublishEntry, Staging, random_token};
 use crate::error::{Error, Result};
-use crate::partition::partition_dir;
+use crate::partition::{partition_dir, row_values};
 
 /// What to do with existing data files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,31 +433,11 @@ impl DatasetWriter {
     }
 
     fn split_by_partition(&mut self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
-        let options = FormatOptions::default();
-        let columns: Vec<ArrayRef> = self
-            .options
-            .partition_by
-            .iter()
-            .map(|c| {
-                batch.column_by_name(c).cloned().ok_or_else(|| {
-                    Error::column_not_found(c, "input (partition_by)", &batch.schema())
-                })
-            })
-            .collect::<Result<_>>()?;
-        let formatters: Vec<ArrayFormatter> = columns
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::arrow("formatting partition values", e))?;
+        let rows = row_values(batch, &self.options.partition_by, "input (partition_by)")?;
         let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for row in 0..batch.num_rows() {
-            let values: Vec<Option<String>> = columns
-                .iter()
-                .zip(&formatters)
-                .map(|(c, f)| c.is_valid(row).then(|| f.value(row).to_string()))
-                .collect();
-            let dir = partition_dir(&self.options.partition_by, &values);
+        for (row, values) in rows.iter().enumerate() {
+            let dir = partition_dir(&self.options.partition_by, values);
             let slot = *index.entry(dir.clone()).or_insert_with(|| {
                 groups.push((dir.clone(), Vec::new()));
                 groups.len() - 1

@@ -101,10 +101,6 @@ impl PartitionStream for OneShot {
     }
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Registers `stream` as table `name` in `ctx`.
 pub fn register_stream(
     ctx: &SessionContext,
@@ -134,32 +130,17 @@ impl DatasetBackend for DataFusionBackend {
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
-        let Some(filter) = &plan.filter else {
+        let Some(select) = plan.filter_sql("scan") else {
             return Ok(plan.unfiltered());
         };
         let output_schema = Arc::clone(&plan.output_schema);
-        let scan = plan.scan();
         let ctx = SessionContext::new();
-        register_stream(&ctx, "scan", Arc::clone(&plan.scan_schema), scan)?;
-        let columns = output_schema
-            .fields()
-            .iter()
-            .map(|f| quote_ident(f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let columns = if columns.is_empty() {
-            "1 AS __none".to_string()
-        } else {
-            columns
-        };
+        register_stream(&ctx, "scan", Arc::clone(&plan.scan_schema), plan.scan())?;
         let limit = plan
             .limit
             .map(|l| format!(" LIMIT {l}"))
             .unwrap_or_default();
-        let sql = format!(
-            "SELECT {columns} FROM scan WHERE {}{limit}",
-            filter.to_sql()
-        );
+        let sql = format!("{select}{limit}");
         let frame = ctx.sql(&sql).await.map_err(|e| {
             let err = from_datafusion(e);
             Error::Engine {

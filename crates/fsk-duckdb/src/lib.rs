@@ -43,10 +43,6 @@ fn engine_error(context: &str, err: impl std::fmt::Display) -> Error {
     }
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// A DuckDB connection holding one staging table for scan batches.
 struct FilterSession {
     conn: Connection,
@@ -54,11 +50,9 @@ struct FilterSession {
 }
 
 impl FilterSession {
-    fn open(
-        scan_schema: &SchemaRef,
-        output_schema: &SchemaRef,
-        predicate_sql: &str,
-    ) -> Result<Self> {
+    /// A session for scan batches of `scan_schema`, running `select` (see
+    /// [`fsk_core::scan::ScanPlan::filter_sql`]) against the table `scan`.
+    fn open(scan_schema: &SchemaRef, select: String) -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
         conn.register_table_function::<duckdb::vtab::arrow::ArrowVTab>("arrow")
             .map_err(|e| engine_error("registering the arrow table function", e))?;
@@ -70,21 +64,7 @@ impl FilterSession {
             params,
         )
         .map_err(|e| engine_error("creating the scan table", e))?;
-        let columns = output_schema
-            .fields()
-            .iter()
-            .map(|f| quote_ident(f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let columns = if columns.is_empty() {
-            "NULL AS __none".to_string()
-        } else {
-            columns
-        };
-        Ok(FilterSession {
-            conn,
-            select: format!("SELECT {columns} FROM scan WHERE {predicate_sql}"),
-        })
+        Ok(FilterSession { conn, select })
     }
 
     fn filter(&mut self, batch: RecordBatch, output_schema: &SchemaRef) -> Result<RecordBatch> {
@@ -132,19 +112,16 @@ impl DatasetBackend for DuckDbBackend {
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
-        let Some(filter) = &plan.filter else {
+        let Some(select) = plan.filter_sql("scan") else {
             return Ok(plan.unfiltered());
         };
         let output_schema = Arc::clone(&plan.output_schema);
         let scan = plan.scan();
-        let sql = filter.to_sql();
         let scan_schema = Arc::clone(&plan.scan_schema);
-        let out_schema = Arc::clone(&output_schema);
-        let session = tokio::task::spawn_blocking(move || {
-            FilterSession::open(&scan_schema, &out_schema, &sql)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        let session =
+            tokio::task::spawn_blocking(move || FilterSession::open(&scan_schema, select))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
         let session = Arc::new(Mutex::new(session));
         let schema = Arc::clone(&output_schema);
         let stream = scan
