@@ -40,6 +40,32 @@ pub fn rows_of(ids: &[i64], cat: &str, v: &str) -> RecordBatch {
     .expect("batch")
 }
 
+/// Rows like [`rows_of`] but with an `id` column of any type (nulls allowed): `v` is the tag
+/// followed by the id, `n` the id.
+fn with_ids(ids: ArrayRef, tag: &str) -> RecordBatch {
+    let as_int = arrow::compute::cast(&ids, &DataType::Int64).expect("ids as int64");
+    let as_int = as_int.as_any().downcast_ref::<Int64Array>().expect("int64");
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", ids.data_type().clone(), true),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::clone(&ids),
+            Arc::new(StringArray::from(vec!["a"; ids.len()])),
+            Arc::new(StringArray::from_iter(
+                as_int.iter().map(|i| i.map(|i| format!("{tag}{i}"))),
+            )),
+            Arc::new(Float64Array::from_iter(
+                as_int.iter().map(|i| i.map(|i| i as f64)),
+            )),
+        ],
+    )
+    .expect("batch")
+}
+
 async fn seed(
     backend: &dyn DatasetBackend,
     fx: &Fixture,
@@ -666,21 +692,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         "{err}"
     );
     // Null keys in the source.
-    let nulls = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("cat", DataType::Utf8, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("n", DataType::Float64, true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["a", "a"])),
-            Arc::new(StringArray::from(vec!["x", "y"])),
-            Arc::new(Float64Array::from(vec![1.0, 2.0])),
-        ],
-    )
-    .expect("batch");
+    let nulls = with_ids(Arc::new(Int64Array::from(vec![Some(1), None])), "x");
     let err = merge_err(
         backend,
         &loc,
@@ -693,21 +705,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         "{err}"
     );
     // Float keys against an int64 key: never a silent duplicate.
-    let floats = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Float64, false),
-            Field::new("cat", DataType::Utf8, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("n", DataType::Float64, true),
-        ])),
-        vec![
-            Arc::new(Float64Array::from(vec![1.0])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["a"])),
-            Arc::new(StringArray::from(vec!["x"])),
-            Arc::new(Float64Array::from(vec![1.0])),
-        ],
-    )
-    .expect("batch");
+    let floats = with_ids(Arc::new(Float64Array::from(vec![1.0])), "x");
     let err = merge_err(
         backend,
         &loc,
@@ -734,21 +732,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
 /// int32 source keys widen into an int64 dataset and match (no duplicate).
 pub async fn int32_source_keys_match_int64_dataset(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
-    let source = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int32, false),
-            Field::new("cat", DataType::Utf8, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("n", DataType::Float64, true),
-        ])),
-        vec![
-            Arc::new(Int32Array::from(vec![2, 3])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["a", "a"])),
-            Arc::new(StringArray::from(vec!["new2", "new3"])),
-            Arc::new(Float64Array::from(vec![2.0, 3.0])),
-        ],
-    )
-    .expect("batch");
+    let source = with_ids(Arc::new(Int32Array::from(vec![2, 3])), "new");
     let report = merge(
         backend,
         &loc,
