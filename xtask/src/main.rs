@@ -1,12 +1,20 @@
 //! Project automation: `cargo xtask ci | test | lint | deny | bench`.
 //!
 //! `ci` is what `.ci/run` calls and what a new machine runs: formatting, clippy with
-//! warnings as errors, then every test of the workspace. It needs nothing but cargo.
+//! warnings as errors, then every test of the workspace, with a live S3 server (moto, installed
+//! into a venv outside the clone on first use) so the conformance suite also runs on S3. It
+//! needs cargo and python3.
+
+mod s3;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
     let started = Instant::now();
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -29,6 +37,7 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     }
     let status = command
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     eprintln!(
@@ -56,12 +65,20 @@ fn lint() -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
-    cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"])?;
+    // Build first, without the server's environment, then start the server only for the run.
+    cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
+    let server = s3::S3Server::start(&std::env::temp_dir().join("fsk-s3-logs"))?;
+    let env = server.env();
+    cargo_with_env(
+        &["test", "--workspace", "--all-targets", "--no-fail-fast"],
+        &env,
+    )?;
+    drop(server);
     cargo(&["test", "--workspace", "--doc"])
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <ci|test|lint>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test\n  lint  rustfmt check and clippy -D warnings"
+    "usage: cargo xtask <ci|test|lint>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings"
         .to_string()
 }
 

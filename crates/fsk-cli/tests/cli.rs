@@ -550,3 +550,94 @@ impl SpawnOutput for Command {
             .expect("spawn")
     }
 }
+
+/// Every command on a live S3 server, on every engine. `cargo xtask test` starts the server
+/// and sets `FSK_TEST_S3`; without it this test cannot run and says so.
+#[test]
+fn every_command_on_s3() {
+    let Some(bucket) = std::env::var("FSK_TEST_S3").ok().filter(|b| !b.is_empty()) else {
+        eprintln!("FSK_TEST_S3 is not set: no live S3 run here (cargo xtask test sets it)");
+        return;
+    };
+    let bucket = bucket.trim_end_matches('/');
+    let dir = tempfile::tempdir().expect("dir");
+    let old = csv_rows(dir.path(), "old.csv", 0..30, "old");
+    let new = csv_rows(dir.path(), "new.csv", 25..35, "new");
+    for engine in ENGINES {
+        let ds = format!("{bucket}/cli-{}-{engine}/sales", std::process::id());
+        let e = ["--engine", engine];
+        let out = ok(&[
+            &e[..],
+            &["write", &old, &ds, "--partition-by", "day", "--json"],
+        ]
+        .concat());
+        let report: Value = serde_json::from_str(out.trim()).expect("write json");
+        assert_eq!(report["total_rows"], 30, "{engine}");
+        let out = ok(&[
+            &e[..],
+            &["read", &ds, "--filter", "id < 5", "--format", "csv"],
+        ]
+        .concat());
+        assert_eq!(out.lines().count(), 6, "{engine}: header + 5 rows\n{out}");
+        let out = ok(&[&e[..], &["stats", &ds, "--json"]].concat());
+        let stats: Value = serde_json::from_str(out.trim()).expect("stats json");
+        assert_eq!(stats["total_rows"], 30, "{engine}");
+        let out = ok(&[
+            &e[..],
+            &[
+                "merge",
+                &new,
+                &ds,
+                "--key",
+                "id",
+                "--strategy",
+                "upsert",
+                "--json",
+            ],
+        ]
+        .concat());
+        let merge: Value = serde_json::from_str(out.trim()).expect("merge json");
+        assert_eq!(
+            (merge["inserted"].as_u64(), merge["updated"].as_u64()),
+            (Some(5), Some(5)),
+            "{engine}: {merge}"
+        );
+        let rows = dataset_rows(&ds);
+        assert_eq!(rows.len(), 35, "{engine}");
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(",new")).count(),
+            10,
+            "{rows:?}"
+        );
+        let out = ok(&["recover", &ds, "--json"]);
+        let recovered: Value = serde_json::from_str(out.trim()).expect("recover json");
+        assert_eq!(recovered["rolled_forward"], serde_json::json!([]));
+        assert_eq!(recovered["rolled_back"], serde_json::json!([]));
+    }
+
+    // The endpoint as an explicit option instead of the environment.
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with FSK_TEST_S3");
+    let ds = format!("{bucket}/cli-{}-options/sales", std::process::id());
+    let option = format!("aws_endpoint={endpoint}");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fsk"))
+            .args(args)
+            .env("FSK_LOG", "error")
+            .env_remove("AWS_ENDPOINT")
+            .output()
+            .expect("run fsk")
+    };
+    let out = run(&["write", &old, &ds, "--storage-option", &option, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["stats", &ds, "--storage-option", &option, "--json"]);
+    let stats: Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    assert_eq!(stats["total_rows"], 30);
+    // An unknown option is a typed error naming it.
+    let out = run(&["stats", &ds, "--storage-option", "aws_no_such=1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aws_no_such"));
+}

@@ -1,8 +1,10 @@
 //! `fsk-conformance`: the one behavioural suite every fsk engine passes.
 //!
 //! Each check is a `pub async fn(&dyn DatasetBackend, &Fixture)` that makes its own fresh
-//! dataset. [`run_all`] runs the whole list on local disk and on `memory://`, collects every
-//! failure, and panics with the list, so an engine's test shows all that is wrong at once.
+//! dataset. [`run_all`] runs the whole list on local disk, on `memory://` and, when the
+//! environment variable [`S3_GATE`] names a bucket URL (`cargo xtask ci` starts a local S3
+//! server and sets it), on that live S3 server; it collects every failure and panics with the
+//! list, so an engine's test shows all that is wrong at once.
 //! Every engine crate calls [`run_all`] once with its engine and once through
 //! `Arc<dyn DatasetBackend>` ([`run_all_arc`]).
 
@@ -33,6 +35,30 @@ pub enum StoreUnderTest {
     Local,
     /// A fresh `memory://` store.
     Memory,
+    /// A fresh prefix in the live S3 bucket named by [`S3_GATE`].
+    S3,
+}
+
+/// The environment variable that turns the live S3 runs on: a bucket URL such as
+/// `s3://fsk-test`, with the `AWS_*` variables describing the server. When it is set, a
+/// server that cannot be reached fails the checks; it is never a silent pass.
+pub const S3_GATE: &str = "FSK_TEST_S3";
+
+/// The bucket URL of the live S3 server under test, when [`S3_GATE`] is set.
+pub fn s3_bucket() -> Option<String> {
+    std::env::var(S3_GATE)
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The stores the suite runs on here: local disk, memory, and S3 when [`S3_GATE`] is set.
+pub fn stores_under_test() -> Vec<StoreUnderTest> {
+    let mut kinds = vec![StoreUnderTest::Local, StoreUnderTest::Memory];
+    if s3_bucket().is_some() {
+        kinds.push(StoreUnderTest::S3);
+    }
+    kinds
 }
 
 /// A fresh place for one check's datasets.
@@ -66,12 +92,26 @@ impl Fixture {
         match self.kind {
             StoreUnderTest::Local => self.dir.path().join(name).display().to_string(),
             StoreUnderTest::Memory => format!("memory://{}/{name}", self.memory_name),
+            StoreUnderTest::S3 => format!(
+                "{}/{}/{name}",
+                s3_bucket().expect("the S3 fixture needs FSK_TEST_S3"),
+                self.memory_name
+            ),
         }
     }
 
     /// The location of a dataset named `name`.
     pub fn location(&self, name: &str) -> Location {
         Location::parse(&self.url(name)).expect("fixture location")
+    }
+
+    /// The dataset named `name` seen through a [`store::CountingStore`] that logs (and can
+    /// fail) every request to this fixture's store.
+    pub fn counted(&self, name: &str) -> (Arc<store::CountingStore>, Location) {
+        let location = self.location(name);
+        let counting = Arc::new(store::CountingStore::new(Arc::clone(location.store())));
+        let store: Arc<dyn object_store::ObjectStore> = Arc::clone(&counting) as _;
+        (counting, location.with_store(store))
     }
 
     /// The local folder of the fixture (local fixtures only).
@@ -107,6 +147,7 @@ checks!(
     write_checks::bad_basename_template_writes_nothing,
     write_checks::empty_input_writes_one_empty_file,
     write_checks::codecs_are_applied,
+    write_checks::large_files_use_multipart_uploads,
     write_checks::partition_by_writes_hive_folders,
     write_checks::partition_values_are_encoded,
     write_checks::missing_partition_column_writes_nothing,
@@ -155,11 +196,16 @@ checks!(
     merge_checks::bloom_filters_prune_before_the_key_scan,
 );
 
-/// Runs every check on local disk and on `memory://`; panics listing every failure.
+/// Runs every check on every store of [`stores_under_test`]; panics listing every failure.
 pub async fn run_all(backend: &dyn DatasetBackend) {
+    run_on(backend, &stores_under_test()).await;
+}
+
+/// Runs every check on the given stores; panics listing every failure.
+pub async fn run_on(backend: &dyn DatasetBackend, kinds: &[StoreUnderTest]) {
     let mut failures = Vec::new();
     let mut ran = 0;
-    for kind in [StoreUnderTest::Local, StoreUnderTest::Memory] {
+    for &kind in kinds {
         for (name, check) in all_checks() {
             let fixture = Fixture::new(kind);
             ran += 1;
@@ -184,12 +230,17 @@ pub async fn run_all(backend: &dyn DatasetBackend) {
         failures.join("\n")
     );
     eprintln!(
-        "{ran} conformance checks passed on the {} engine",
+        "{ran} conformance checks passed on the {} engine ({kinds:?})",
         backend.name()
     );
 }
 
-/// [`run_all`] through `Arc<dyn DatasetBackend>`.
+/// [`run_on`] through `Arc<dyn DatasetBackend>`, on local disk and memory: dynamic dispatch
+/// does not depend on the store, so the live S3 run is left to [`run_all`].
 pub async fn run_all_arc(backend: Arc<dyn DatasetBackend>) {
-    run_all(backend.as_ref()).await;
+    run_on(
+        backend.as_ref(),
+        &[StoreUnderTest::Local, StoreUnderTest::Memory],
+    )
+    .await;
 }

@@ -16,12 +16,14 @@ use object_store::{
 };
 
 /// The kind of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// A read (whole object, range or HEAD).
     Get,
-    /// A write (single or multipart).
+    /// A single-request write.
     Put,
+    /// The start of a multipart upload.
+    MultipartPut,
     /// A listing.
     List,
     /// A delete.
@@ -39,6 +41,15 @@ pub struct Request {
     pub path: String,
     /// The byte ranges read, when the request was ranged.
     pub ranges: Vec<Range<u64>>,
+}
+
+/// The number of requests of each kind in `log`.
+pub fn counts(log: &[Request]) -> std::collections::BTreeMap<Kind, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for request in log {
+        *counts.entry(request.kind).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Logs requests to an inner store; optionally fails every `n`-th request.
@@ -133,7 +144,7 @@ impl ObjectStore for CountingStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        self.record(Kind::Put, location, vec![])?;
+        self.record(Kind::MultipartPut, location, vec![])?;
         self.inner.put_multipart_opts(location, opts).await
     }
 

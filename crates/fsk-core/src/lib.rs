@@ -7,6 +7,7 @@
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod backend;
+mod cloud_options;
 pub mod commit;
 pub mod error;
 pub mod filter;
@@ -28,7 +29,7 @@ pub use backend::{
 };
 pub use error::{Error, Result};
 pub use merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
-pub use storage::{Location, StorageOptions, StoreKind};
+pub use storage::{AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind};
 pub use write::{Codec, WriteMode, WriteOptions, WrittenFile};
 
 pub use arrow;

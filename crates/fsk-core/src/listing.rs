@@ -122,7 +122,7 @@ async fn single_file(location: &Location) -> Result<Listing> {
     let relative = location
         .root()
         .filename()
-        .map(crate::storage::segment_name)
+        .map(str::to_string)
         .unwrap_or_default();
     Ok(Listing::File(DataFile {
         path: meta.location,

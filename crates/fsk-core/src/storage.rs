@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use percent_encoding::percent_decode_str;
+use object_store::path::{Path, PathPart};
 use url::Url;
 
 use crate::error::{Error, Result};
+
+pub use crate::cloud_options::{AzureOptions, GcsOptions, S3Options};
 
 /// Explicit storage options (`--storage-option key=value`), applied after the environment.
 ///
@@ -206,12 +207,22 @@ impl Location {
                 })
             }
             "s3" | "s3a" => {
+                use object_store::aws::AmazonS3ConfigKey;
                 let mut builder =
                     object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
                 for (key, value) in options.iter() {
-                    let config = object_store::aws::AmazonS3ConfigKey::from_str(key)
-                        .map_err(|_| unknown_option(key, "s3"))?;
+                    let config =
+                        AmazonS3ConfigKey::from_str(key).map_err(|_| unknown_option(key, "s3"))?;
                     builder = builder.with_config(config, value);
+                }
+                // Publishing moves staged files with create-if-absent copies. S3 offers that
+                // through conditional multipart completion; without a setting object_store
+                // refuses the copy, so default to it unless the user chose another mode.
+                if builder
+                    .get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+                    .is_none()
+                {
+                    builder = builder.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
                 }
                 let store = builder
                     .build()
@@ -234,7 +245,22 @@ impl Location {
             "az" | "azure" | "abfs" | "abfss" | "adl" => {
                 let mut builder =
                     object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                let mut expanded = StorageOptions::new();
+                if let Ok(connection) = std::env::var("AZURE_STORAGE_CONNECTION_STRING") {
+                    expanded = AzureOptions::from_connection_string(&connection)?.into();
+                }
                 for (key, value) in options.iter() {
+                    if matches!(key, "azure_storage_connection_string" | "connection_string") {
+                        let from: StorageOptions =
+                            AzureOptions::from_connection_string(value)?.into();
+                        for (k, v) in from.iter() {
+                            expanded = expanded.with(k, v);
+                        }
+                    } else {
+                        expanded = expanded.with(key, value);
+                    }
+                }
+                for (key, value) in expanded.iter() {
                     let config = object_store::azure::AzureConfigKey::from_str(key)
                         .map_err(|_| unknown_option(key, "az"))?;
                     builder = builder.with_config(config, value);
@@ -321,12 +347,28 @@ impl Location {
 
     /// The full store path of `relative` (a `/`-separated path of segment names under the
     /// root, each segment as it should appear on disk).
+    ///
+    /// Segments are taken verbatim (object_store keeps parts verbatim as file names on local
+    /// disk and as keys on object stores), so an already hive-encoded `day=a%2Fb` is exactly
+    /// the folder other hive readers expect, never encoded a second time. Only a segment
+    /// object_store cannot hold verbatim (control characters, `.`, `..`) is escaped.
     pub fn child(&self, relative: &str) -> Path {
         let mut path = self.root.clone();
         for segment in relative.split('/').filter(|s| !s.is_empty()) {
-            path = path.join(segment);
+            let part = PathPart::parse(segment).unwrap_or_else(|_| PathPart::from(segment));
+            path = path.join(part);
         }
         path
+    }
+
+    /// The same dataset root on another store (for tests and embedding: a wrapper around
+    /// [`Location::store`] that counts or fails requests), keeping the path conventions of
+    /// this location's kind.
+    pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Self {
+        Location {
+            store,
+            ..self.clone()
+        }
     }
 
     /// The `/`-separated path of `path` relative to the root, with segment names as they
@@ -336,7 +378,7 @@ impl Location {
         Some(
             parts
                 .iter()
-                .map(|part| segment_name(part.as_ref()))
+                .map(|part| part.as_ref().to_string())
                 .collect::<Vec<_>>()
                 .join("/"),
         )
@@ -350,12 +392,6 @@ impl Location {
             None => path.to_string(),
         }
     }
-}
-
-/// The name of one path segment as it appears on disk: object_store keeps segments
-/// percent-encoded for characters it reserves, so decode them once.
-pub fn segment_name(encoded: &str) -> String {
-    percent_decode_str(encoded).decode_utf8_lossy().into_owned()
 }
 
 fn url_path(url: &Url, location: &str) -> Result<Path> {
@@ -415,13 +451,24 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_decode_segments() {
-        let loc = Location::parse("memory://rel/ds").unwrap();
-        let child = loc.child("city=New%20York/part-1.parquet");
-        assert_eq!(
-            loc.relative(&child).unwrap(),
-            "city=New%20York/part-1.parquet"
-        );
+    fn segments_are_verbatim_file_names_and_keys() {
+        let rel = "city=New%20York/part-1.parquet";
+        let memory = Location::parse("memory://rel/ds").unwrap();
+        let child = memory.child(rel);
+        assert_eq!(child.as_ref(), "ds/city=New%20York/part-1.parquet");
+        assert_eq!(memory.relative(&child).unwrap(), rel);
+        let s3 = Location::parse_with_options(
+            "s3://bucket/ds",
+            &StorageOptions::new()
+                .with("aws_region", "us-east-1")
+                .with("aws_endpoint", "http://127.0.0.1:9"),
+        )
+        .unwrap();
+        assert_eq!(s3.child(rel).as_ref(), "ds/city=New%20York/part-1.parquet");
+        let local = Location::parse("/tmp/ds").unwrap();
+        let child = local.child(rel);
+        assert_eq!(child.as_ref(), "tmp/ds/city=New%20York/part-1.parquet");
+        assert_eq!(local.relative(&child).unwrap(), rel);
     }
 
     #[test]

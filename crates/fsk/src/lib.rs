@@ -53,7 +53,9 @@ pub use fsk_core::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
 };
-pub use fsk_core::storage::{Location, StorageOptions, StoreKind};
+pub use fsk_core::storage::{
+    AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
+};
 pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
 pub use fsk_core::{arrow, object_store, parquet};
 
