@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use fsk_core::Location;
 use fsk_core::backend::{DatasetBackend, ReadOptions};
 use fsk_core::commit::{failpoints, recover};
+use fsk_core::compact::CompactOptions;
 use fsk_core::merge::{MergeOptions, Strategy};
 use fsk_core::write::{WriteMode, WriteOptions};
 
@@ -18,6 +19,7 @@ enum Op {
     Overwrite,
     Upsert,
     FullMerge,
+    Compact,
 }
 
 async fn seed(backend: &dyn DatasetBackend, loc: &Location) {
@@ -59,21 +61,30 @@ async fn run(backend: &dyn DatasetBackend, loc: &Location, op: Op) -> fsk_core::
             )
             .await
             .map(|_| ()),
+        Op::Compact => backend
+            .compact(loc, &CompactOptions::new().with_target_file_size(1 << 20))
+            .await
+            .map(|report| assert_eq!(report.removed_files.len(), 3)),
     }
 }
 
-async fn state(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
-    read_rows(backend, loc, &ReadOptions::default()).await.1
+/// The rows (as a sorted multiset) and the number of data files: a compaction changes only
+/// the second.
+async fn state(backend: &dyn DatasetBackend, loc: &Location) -> (Vec<String>, usize) {
+    let mut rows = read_rows(backend, loc, &ReadOptions::default()).await.1;
+    rows.sort();
+    (rows, crate::data::data_files(loc).await.len())
 }
 
-/// A failure injected at every step of the protocol, for overwrite, upsert and full_merge:
-/// the operation fails; after recovery the rows are exactly the before state (failure before
-/// the journal) or exactly the after state (after it), and nothing is left under `_fsk/`.
+/// A failure injected at every step of the protocol, for overwrite, upsert, full_merge and
+/// compact: the operation fails; after recovery the rows and files are exactly the before
+/// state (failure before the journal) or exactly the after state (after it), and nothing is
+/// left under `_fsk/`.
 pub async fn failure_at_every_step_recovers_to_before_or_after(
     backend: &dyn DatasetBackend,
     fx: &Fixture,
 ) {
-    for (n, op) in [Op::Overwrite, Op::Upsert, Op::FullMerge]
+    for (n, op) in [Op::Overwrite, Op::Upsert, Op::FullMerge, Op::Compact]
         .into_iter()
         .enumerate()
     {

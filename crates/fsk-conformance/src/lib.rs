@@ -11,6 +11,7 @@
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod commit_checks;
+pub mod compact_checks;
 pub mod data;
 pub mod merge_checks;
 pub mod proptests;
@@ -175,6 +176,12 @@ checks!(
     read_checks::files_with_evolved_schemas_are_unified,
     read_checks::unsupported_operations_are_typed,
     commit_checks::failure_at_every_step_recovers_to_before_or_after,
+    compact_checks::compact_merges_small_files_and_keeps_rows,
+    compact_checks::compact_works_per_partition,
+    compact_checks::compact_packs_groups_up_to_the_target,
+    compact_checks::compact_dry_run_writes_nothing,
+    compact_checks::compact_unifies_evolved_schemas,
+    compact_checks::compact_errors_are_typed,
     merge_checks::upsert_updates_and_inserts,
     merge_checks::composite_keys_match_whole_tuples,
     merge_checks::insert_adds_only_new_keys,

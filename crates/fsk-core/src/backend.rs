@@ -187,12 +187,12 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// What every engine gets from the core's shared implementations today: write, read
-    /// (the engine evaluates the filter) and merge.
+    /// (the engine evaluates the filter), merge and compact.
     pub const SHARED: Capabilities = Capabilities {
         write: true,
         read: true,
         merge: true,
-        compact: false,
+        compact: true,
         optimize: false,
         dedup: false,
         sql: false,
@@ -240,6 +240,17 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         options: &crate::merge::MergeOptions,
     ) -> Result<crate::merge::MergeReport> {
         crate::merge::merge(self.name(), location, source, options).await
+    }
+
+    /// Compacts small files into files near a target size. The default is the core's
+    /// compaction (streamed arrow-rs reads and writes through the commit protocol), which
+    /// every engine uses today.
+    async fn compact(
+        &self,
+        location: &Location,
+        options: &crate::compact::CompactOptions,
+    ) -> Result<crate::compact::CompactReport> {
+        crate::compact::compact(self.name(), location, options).await
     }
 
     /// Runs a SQL query over the dataset registered as table `dataset`.

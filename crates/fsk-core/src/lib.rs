@@ -9,6 +9,7 @@
 pub mod backend;
 mod cloud_options;
 pub mod commit;
+pub mod compact;
 pub mod error;
 pub mod filter;
 pub mod footer;
@@ -27,6 +28,7 @@ pub use backend::{
     BatchStream, Batches, Capabilities, DatasetBackend, FileStats, ReadOptions, StatsOptions,
     StatsReport, WriteReport,
 };
+pub use compact::{CompactOptions, CompactReport};
 pub use error::{Error, Result};
 pub use merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
 pub use storage::{AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind};

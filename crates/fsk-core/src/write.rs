@@ -196,6 +196,10 @@ pub struct WriteOptions {
     pub wait: Option<std::time::Duration>,
     /// Columns to write Parquet bloom filters for (merges use them to prune files).
     pub bloom_filter_columns: Vec<String>,
+    /// Start a new file once a file reaches about this many bytes (`None`: no limit). Row
+    /// groups are then flushed every eighth of it, so the size is measured, not guessed,
+    /// and memory stays bounded by that much per open file.
+    pub max_file_bytes: Option<u64>,
 }
 
 impl Default for WriteOptions {
@@ -209,6 +213,7 @@ impl Default for WriteOptions {
             basename_template: None,
             wait: None,
             bloom_filter_columns: Vec::new(),
+            max_file_bytes: None,
         }
     }
 }
@@ -230,6 +235,11 @@ impl WriteOptions {
     /// Sets the file split size.
     pub fn with_max_rows_per_file(mut self, rows: usize) -> Self {
         self.max_rows_per_file = Some(rows);
+        self
+    }
+    /// Starts a new file once a file reaches about `bytes` bytes.
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = Some(bytes);
         self
     }
     /// Sets the row group size.
@@ -262,6 +272,13 @@ impl WriteOptions {
         if self.max_rows_per_file == Some(0) {
             return Err(Error::invalid_argument(
                 "max_rows_per_file",
+                0,
+                "must be greater than 0",
+            ));
+        }
+        if self.max_file_bytes == Some(0) {
+            return Err(Error::invalid_argument(
+                "max_file_bytes",
                 0,
                 "must be greater than 0",
             ));
@@ -508,11 +525,24 @@ impl DatasetWriter {
                 .map_err(|e| Error::from_parquet(&file.target, e))?;
             file.rows += take;
             offset += take;
-            if self
+            let mut full = self
                 .options
                 .max_rows_per_file
-                .is_some_and(|max| file.rows >= max)
-            {
+                .is_some_and(|max| file.rows >= max);
+            if let Some(max_bytes) = self.options.max_file_bytes {
+                // The in-progress row group is measured before compression; flushing it
+                // often keeps the estimate close and the buffered bytes bounded.
+                let flush_at = (max_bytes / 8).clamp(1 << 20, 64 << 20) as usize;
+                if file.writer.in_progress_size() >= flush_at {
+                    file.writer
+                        .flush()
+                        .await
+                        .map_err(|e| Error::from_parquet(&file.target, e))?;
+                }
+                let size = file.writer.bytes_written() + file.writer.in_progress_size();
+                full |= size as u64 >= max_bytes;
+            }
+            if full {
                 self.close_file(dir).await?;
             }
         }

@@ -1,0 +1,449 @@
+//! Compaction checks: small files become files near the target size, per folder; rows never
+//! change; large files are never touched; dry runs write nothing; errors are typed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use object_store::ObjectStoreExt;
+
+use fsk_core::Location;
+use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::compact::{CompactOptions, CompactReport};
+use fsk_core::error::Error;
+use fsk_core::write::WriteOptions;
+
+use crate::Fixture;
+use crate::data::{all_objects, batches, data_files, read_rows, sample};
+
+async fn sorted_rows(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
+    let mut rows = read_rows(backend, loc, &ReadOptions::default()).await.1;
+    rows.sort();
+    rows
+}
+
+async fn append(backend: &dyn DatasetBackend, loc: &Location, batch: RecordBatch) {
+    backend
+        .write(loc, batches(vec![batch]), &WriteOptions::default())
+        .await
+        .expect("append");
+}
+
+async fn compact(
+    backend: &dyn DatasetBackend,
+    loc: &Location,
+    options: CompactOptions,
+) -> CompactReport {
+    backend
+        .compact(loc, &options)
+        .await
+        .unwrap_or_else(|e| panic!("compact failed: {e}"))
+}
+
+/// The `id` column of a dataset or file, in read order.
+async fn ids_in_order(backend: &dyn DatasetBackend, loc: &Location) -> Vec<i64> {
+    let batches = backend
+        .read(loc, &ReadOptions::default().with_columns(["id"]))
+        .await
+        .expect("read")
+        .collect()
+        .await
+        .expect("read stream");
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64 id")
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+async fn sizes(loc: &Location) -> Vec<(String, u64)> {
+    fsk_core::listing::data_files(loc)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| (f.relative, f.size))
+        .collect()
+}
+
+fn no_leftovers(objects: &[String]) {
+    let leftovers: Vec<&String> = objects.iter().filter(|p| p.starts_with("_fsk/")).collect();
+    assert!(leftovers.is_empty(), "leftovers {leftovers:?}");
+}
+
+/// Ten small files and one large one: the small ones become one file holding their rows in
+/// file-name order; the large one keeps its name and bytes; the report is exact.
+pub async fn compact_merges_small_files_and_keeps_rows(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let (counting, loc) = fx.counted("ds");
+    for i in 0..10 {
+        append(backend, &loc, sample(i * 10, 10)).await;
+    }
+    append(backend, &loc, sample(1000, 2000)).await;
+    let before = sorted_rows(backend, &loc).await;
+    let before_files = sizes(&loc).await;
+    let (large, large_size) = before_files
+        .iter()
+        .max_by_key(|(_, size)| *size)
+        .cloned()
+        .expect("files");
+    let small_sizes: Vec<u64> = before_files
+        .iter()
+        .filter(|(p, _)| *p != large)
+        .map(|(_, s)| *s)
+        .collect();
+    let threshold = small_sizes.iter().max().expect("small") + 1;
+    assert!(threshold <= large_size, "the large file is larger");
+    // The rows of the small files, in the order compaction writes them (file name order).
+    let mut in_name_order = Vec::new();
+    for (path, _) in before_files.iter().filter(|(p, _)| *p != large) {
+        let single = Location::parse(&format!("{loc}/{path}")).expect("file location");
+        in_name_order.extend(ids_in_order(backend, &single).await);
+    }
+
+    counting.take();
+    let report = compact(
+        backend,
+        &loc,
+        CompactOptions::new()
+            .with_target_file_size(64 << 20)
+            .with_min_file_size(threshold),
+    )
+    .await;
+    // Round trips, so that a regression shows: one footer read and one data read per input;
+    // the lease, the new file and the journal (3 PUTs); one copy to publish; the 10 inputs,
+    // the journal and the lease deleted; 4 listings (recovery's `_fsk/txn` and
+    // `_fsk/staging`, the dataset, the transaction's staging folder).
+    let counts = crate::store::counts(&counting.take());
+    eprintln!(
+        "requests of a compaction of 10 small files (1 large kept) on {:?}: {counts:?}",
+        fx.kind()
+    );
+    use crate::store::Kind;
+    for (kind, budget) in [
+        (Kind::Get, 10 + 10),
+        (Kind::Put, 3),
+        (Kind::List, 4),
+        (Kind::Delete, 10 + 2),
+        (Kind::Copy, 1),
+    ] {
+        let n = counts.get(&kind).copied().unwrap_or(0);
+        assert!(
+            n <= budget,
+            "{kind:?}: {n} requests, budget {budget}: {counts:?}"
+        );
+    }
+    assert_eq!(report.engine, backend.name());
+    assert!(!report.dry_run);
+    assert_eq!((report.files_before, report.files_after), (11, 2));
+    assert_eq!(report.groups.len(), 1);
+    assert_eq!(report.groups[0].inputs.len(), 10);
+    assert_eq!(report.groups[0].rows, 100);
+    assert_eq!(report.rows_rewritten, 100);
+    assert_eq!(report.preserved_files, 1);
+    assert_eq!(report.added_files.len(), 1);
+    assert_eq!(report.added_files[0].row_count, 100);
+    assert_eq!(report.bytes_read, small_sizes.iter().sum::<u64>());
+    let removed: BTreeSet<&String> = report.removed_files.iter().collect();
+    let small: BTreeSet<&String> = before_files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| **p != large)
+        .collect();
+    assert_eq!(removed, small);
+
+    let after_files = sizes(&loc).await;
+    assert!(
+        after_files.contains(&(large.clone(), large_size)),
+        "the large file keeps its name and size: {after_files:?}"
+    );
+    let new_file = &report.added_files[0];
+    assert!(after_files.contains(&(new_file.path.clone(), new_file.size_bytes)));
+    assert_eq!(after_files.len(), 2);
+    assert_eq!(sorted_rows(backend, &loc).await, before, "the same rows");
+    let single = Location::parse(&format!("{loc}/{}", new_file.path)).expect("file");
+    assert_eq!(
+        ids_in_order(backend, &single).await,
+        in_name_order,
+        "rows in input order"
+    );
+    no_leftovers(&all_objects(&loc).await);
+
+    // Nothing left to do: a second run changes nothing.
+    let again = compact(
+        backend,
+        &loc,
+        CompactOptions::new()
+            .with_target_file_size(64 << 20)
+            .with_min_file_size(threshold),
+    )
+    .await;
+    assert!(again.groups.is_empty() && again.removed_files.is_empty());
+    assert_eq!(sizes(&loc).await, after_files);
+    no_leftovers(&all_objects(&loc).await);
+}
+
+/// Hive folders compact separately and keep their folder; a partition filter limits the
+/// work to the matching folders.
+pub async fn compact_works_per_partition(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    let options = WriteOptions::default().with_partition_by(["cat"]);
+    for i in 0..4 {
+        let ids: Vec<i64> = (i * 10..i * 10 + 10).collect();
+        let cats: Vec<&str> = ids
+            .iter()
+            .map(|id| if id % 2 == 0 { "x" } else { "y" })
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("cat", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(ids)) as ArrayRef,
+                Arc::new(StringArray::from(cats)),
+            ],
+        )
+        .expect("batch");
+        backend
+            .write(&loc, batches(vec![batch]), &options)
+            .await
+            .expect("write");
+    }
+    let before = sorted_rows(backend, &loc).await;
+    assert_eq!(data_files(&loc).await.len(), 8);
+
+    let only_x = compact(
+        backend,
+        &loc,
+        CompactOptions::new().with_partition_filter("cat=x"),
+    )
+    .await;
+    assert_eq!(only_x.groups.len(), 1);
+    assert_eq!(only_x.groups[0].folder, "cat=x");
+    assert!(only_x.added_files[0].path.starts_with("cat=x/"));
+    assert_eq!((only_x.files_before, only_x.files_after), (8, 5));
+    assert_eq!(
+        data_files(&loc)
+            .await
+            .iter()
+            .filter(|p| p.starts_with("cat=y/"))
+            .count(),
+        4,
+        "cat=y untouched"
+    );
+
+    let all = compact(backend, &loc, CompactOptions::new()).await;
+    assert_eq!(all.groups.len(), 1, "only cat=y is left to do");
+    assert_eq!(all.groups[0].folder, "cat=y");
+    let files = data_files(&loc).await;
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().any(|p| p.starts_with("cat=x/")));
+    assert!(files.iter().any(|p| p.starts_with("cat=y/")));
+    assert_eq!(sorted_rows(backend, &loc).await, before);
+    let (_, x_rows) = read_rows(
+        backend,
+        &loc,
+        &ReadOptions::default().with_filter("cat = 'x'"),
+    )
+    .await;
+    assert_eq!(
+        x_rows.len(),
+        20,
+        "partition values come back from the folder"
+    );
+}
+
+/// Groups are packed up to the target size; outputs stay near it.
+pub async fn compact_packs_groups_up_to_the_target(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    // Six files of ~20 KB of incompressible text.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for f in 0..6i64 {
+        let notes: Vec<String> = (0..40)
+            .map(|_| {
+                (0..500)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from(b'0' + (state % 64) as u8)
+                    })
+                    .collect()
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("note", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter_values(f * 40..f * 40 + 40)) as ArrayRef,
+                Arc::new(StringArray::from(notes)),
+            ],
+        )
+        .expect("batch");
+        append(backend, &loc, batch).await;
+    }
+    let before = sorted_rows(backend, &loc).await;
+    let each = sizes(&loc).await;
+    let largest = each.iter().map(|(_, s)| *s).max().expect("files");
+    // Room for three files per group, not four.
+    let target = largest * 3 + largest / 2;
+    let report = compact(
+        backend,
+        &loc,
+        CompactOptions::new()
+            .with_target_file_size(target)
+            .with_min_file_size(target),
+    )
+    .await;
+    assert_eq!(report.groups.len(), 2, "{:?}", report.groups);
+    for group in &report.groups {
+        assert_eq!(group.inputs.len(), 3);
+        assert!(group.input_bytes <= target);
+        assert_eq!(group.outputs.len(), 1, "{group:?}");
+        let out = group.outputs[0].size_bytes;
+        assert!(
+            out <= target + target / 5,
+            "output {out} B is within 20% over the target {target} B"
+        );
+    }
+    assert_eq!(sorted_rows(backend, &loc).await, before);
+}
+
+/// A dry run plans the same groups and writes nothing; no lease or staging is left.
+pub async fn compact_dry_run_writes_nothing(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    for i in 0..3 {
+        append(backend, &loc, sample(i * 5, 5)).await;
+    }
+    let before = all_objects(&loc).await;
+    let report = compact(backend, &loc, CompactOptions::new().with_dry_run(true)).await;
+    assert!(report.dry_run);
+    assert_eq!(report.groups.len(), 1);
+    assert_eq!(report.groups[0].inputs.len(), 3);
+    assert_eq!(report.groups[0].rows, 15);
+    assert!(report.groups[0].outputs.is_empty() && report.added_files.is_empty());
+    assert_eq!((report.files_before, report.files_after), (3, 1));
+    assert_eq!(
+        report.removed_files.len(),
+        3,
+        "the files a real run removes"
+    );
+    assert_eq!(all_objects(&loc).await, before, "nothing written");
+}
+
+/// Files whose schemas evolved (a column added, int32 widened to int64) compact into one
+/// file with the unified schema; the rows read the same.
+pub async fn compact_unifies_evolved_schemas(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    let old = crate::data::small_int32(&[1, 2]);
+    let new = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("extra", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![3])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["v3"])),
+            Arc::new(StringArray::from(vec!["e"])),
+        ],
+    )
+    .expect("batch");
+    // Each written as its own dataset, then copied into one folder.
+    for (name, batch) in [("a", old), ("b", new)] {
+        let src = fx.location(&format!("src-{name}"));
+        append(backend, &src, batch).await;
+        let file = fsk_core::listing::data_files(&src).await.expect("list")[0].clone();
+        loc.store()
+            .copy(&file.path, &loc.child(&format!("{name}.parquet")))
+            .await
+            .expect("copy");
+    }
+    let before = sorted_rows(backend, &loc).await;
+    let report = compact(backend, &loc, CompactOptions::new()).await;
+    assert_eq!(report.groups.len(), 1);
+    assert_eq!(data_files(&loc).await.len(), 1);
+    let (schema, _) = read_rows(backend, &loc, &ReadOptions::default()).await;
+    assert_eq!(
+        schema.field_with_name("id").expect("id").data_type(),
+        &DataType::Int64
+    );
+    assert!(schema.field_with_name("extra").is_ok());
+    assert_eq!(sorted_rows(backend, &loc).await, before);
+}
+
+/// Bad input is a typed error and changes nothing: a missing dataset, a file path, bad
+/// options, a dataset another writer holds, a corrupt file among the inputs.
+pub async fn compact_errors_are_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let missing = fx.location("missing");
+    match backend.compact(&missing, &CompactOptions::new()).await {
+        Err(Error::NotFound { path }) => assert!(path.contains("missing"), "{path}"),
+        other => panic!("expected NotFound, got {:?}", other.map(|_| ())),
+    }
+    assert!(all_objects(&missing).await.is_empty(), "nothing created");
+    if let Some(dir) = fx.local_dir() {
+        assert!(!dir.join("missing").exists(), "no folder created");
+    }
+
+    let loc = fx.location("ds");
+    for i in 0..2 {
+        append(backend, &loc, sample(i * 5, 5)).await;
+    }
+    let before = all_objects(&loc).await;
+    let file = data_files(&loc).await[0].clone();
+    let single = Location::parse(&format!("{loc}/{file}")).expect("file");
+    let err = backend
+        .compact(&single, &CompactOptions::new())
+        .await
+        .expect_err("a file is not a dataset");
+    assert!(err.to_string().contains(&file), "{err}");
+
+    let err = backend
+        .compact(&loc, &CompactOptions::new().with_target_file_size(0))
+        .await
+        .expect_err("zero target");
+    assert!(
+        matches!(err, Error::InvalidArgument { .. })
+            && err.to_string().contains("target_file_size"),
+        "{err}"
+    );
+    let err = backend
+        .compact(&loc, &CompactOptions::new().with_partition_filter("=x"))
+        .await
+        .expect_err("bad filter");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert_eq!(all_objects(&loc).await, before);
+
+    // Another writer holds the lease.
+    let held = fsk_core::commit::Transaction::begin(&loc, "test", None)
+        .await
+        .expect("lease");
+    let err = backend
+        .compact(&loc, &CompactOptions::new())
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    held.abort().await;
+    assert_eq!(all_objects(&loc).await, before);
+
+    // A corrupt input: a typed error naming it, the dataset untouched.
+    crate::data::put(&loc, "zz-corrupt.parquet", b"PAR1 not really parquet").await;
+    let before = all_objects(&loc).await;
+    let err = backend
+        .compact(&loc, &CompactOptions::new())
+        .await
+        .expect_err("corrupt");
+    assert!(
+        matches!(err, Error::CorruptFile { .. }) && err.to_string().contains("zz-corrupt.parquet"),
+        "{err}"
+    );
+    assert_eq!(all_objects(&loc).await, before);
+}

@@ -1,0 +1,562 @@
+//! Compaction: rewrite small files into files near a target size, folder by folder.
+//!
+//! The plan is plain data ([`plan_compaction`]): in each folder (a hive partition, or the
+//! root), the files smaller than `min_file_size` are packed greedily, in name order, into
+//! groups of at most `target_file_size` bytes; a group of two or more files is rewritten as
+//! one file (a group whose bytes grow on rewrite may roll into a second). Files at or above
+//! `min_file_size`, and a lone small file in its folder, are never touched: they keep their
+//! name and bytes. Rows keep their order within a group (file after file), and the row
+//! multiset of the dataset never changes; the executor checks the counts before it commits.
+//!
+//! Execution streams each input file batch by batch into the group's writer, so memory is
+//! bounded by a few row groups per group in flight, not by file or dataset size. Groups are
+//! independent and run [`GROUPS_IN_PARALLEL`] at a time. Everything publishes through the
+//! commit protocol: one transaction adds every new file and removes every input.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use futures::{FutureExt, StreamExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::commit::{PublishEntry, Staging, Transaction};
+use crate::error::{Error, Result};
+use crate::footer::{FileMeta, object_reader, read_footers};
+use crate::listing::{self, DataFile, Listing};
+use crate::ops::reject_file_path;
+use crate::schema::{unify, widen_batch};
+use crate::storage::Location;
+use crate::write::{Codec, DatasetWriter, WriteOptions, WrittenFile};
+
+/// Default target size of compacted files: 128 MiB.
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// How many groups are rewritten at once.
+pub const GROUPS_IN_PARALLEL: usize = 2;
+
+/// Options of a compaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactOptions {
+    /// Target size of the files written, in bytes (default 128 MiB).
+    pub target_file_size: u64,
+    /// Files smaller than this are candidates (default: three quarters of the target).
+    pub min_file_size: Option<u64>,
+    /// Only folders under matching partitions: `col=value[/col=value...]`.
+    pub partition_filter: Option<String>,
+    /// Codec of the new files (default: the writer's default codec).
+    pub compression: Option<Codec>,
+    /// Maximum rows per row group of the new files.
+    pub row_group_size: Option<usize>,
+    /// Plan and report without writing anything.
+    pub dry_run: bool,
+    /// Wait up to this long for another writer's lease.
+    pub wait: Option<Duration>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            min_file_size: None,
+            partition_filter: None,
+            compression: None,
+            row_group_size: None,
+            dry_run: false,
+            wait: None,
+        }
+    }
+}
+
+impl CompactOptions {
+    /// The defaults: 128 MiB files from files under 96 MiB.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the target file size in bytes.
+    pub fn with_target_file_size(mut self, bytes: u64) -> Self {
+        self.target_file_size = bytes;
+        self
+    }
+
+    /// Sets the size under which a file is a candidate.
+    pub fn with_min_file_size(mut self, bytes: u64) -> Self {
+        self.min_file_size = Some(bytes);
+        self
+    }
+
+    /// Compacts only folders under matching partitions (`col=value[/col=value...]`).
+    pub fn with_partition_filter(mut self, filter: impl Into<String>) -> Self {
+        self.partition_filter = Some(filter.into());
+        self
+    }
+
+    /// Sets the codec of the new files.
+    pub fn with_compression(mut self, codec: Codec) -> Self {
+        self.compression = Some(codec);
+        self
+    }
+
+    /// Sets the maximum rows per row group of the new files.
+    pub fn with_row_group_size(mut self, rows: usize) -> Self {
+        self.row_group_size = Some(rows);
+        self
+    }
+
+    /// Plans without writing.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Waits up to `wait` for another writer's lease.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
+    }
+
+    /// The effective candidate threshold.
+    pub fn min_file_size(&self) -> u64 {
+        self.min_file_size
+            .unwrap_or(self.target_file_size / 4 * 3)
+            .max(1)
+    }
+
+    /// Checks the options; typed errors name the option.
+    pub fn validate(&self) -> Result<()> {
+        if self.target_file_size == 0 {
+            return Err(Error::invalid_argument(
+                "target_file_size",
+                0,
+                "must be at least 1 byte",
+            ));
+        }
+        if let Some(min) = self.min_file_size
+            && (min == 0 || min > self.target_file_size)
+        {
+            return Err(Error::invalid_argument(
+                "min_file_size",
+                min,
+                format!(
+                    "must be between 1 and target_file_size ({})",
+                    self.target_file_size
+                ),
+            ));
+        }
+        if self.row_group_size == Some(0) {
+            return Err(Error::invalid_argument(
+                "row_group_size",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if let Some(filter) = &self.partition_filter {
+            listing::parse_partition_filter(filter)?;
+        }
+        Ok(())
+    }
+}
+
+/// One planned group: files of one folder rewritten together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedGroup {
+    /// The folder, relative to the root (empty for the root).
+    pub folder: String,
+    /// The input files, relative to the root, in the order their rows are written.
+    pub inputs: Vec<String>,
+    /// Their total size.
+    pub input_bytes: u64,
+}
+
+/// The compaction plan for `files` (sizes from the listing): plain data, no I/O.
+pub fn plan_compaction(files: &[DataFile], options: &CompactOptions) -> Vec<PlannedGroup> {
+    let min = options.min_file_size();
+    let target = options.target_file_size;
+    let mut folders: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
+    for file in files.iter().filter(|f| f.size < min) {
+        folders
+            .entry(folder_of(&file.relative))
+            .or_default()
+            .push(file);
+    }
+    let mut groups = Vec::new();
+    for (folder, mut candidates) in folders {
+        candidates.sort_by(|a, b| a.relative.cmp(&b.relative));
+        let mut current = PlannedGroup {
+            folder: folder.clone(),
+            inputs: Vec::new(),
+            input_bytes: 0,
+        };
+        for file in candidates {
+            if !current.inputs.is_empty() && current.input_bytes + file.size > target {
+                let next = PlannedGroup {
+                    folder: folder.clone(),
+                    inputs: Vec::new(),
+                    input_bytes: 0,
+                };
+                groups.push(std::mem::replace(&mut current, next));
+            }
+            current.inputs.push(file.relative.clone());
+            current.input_bytes += file.size;
+        }
+        groups.push(current);
+    }
+    // A lone file gains nothing from a rewrite.
+    groups.retain(|g| g.inputs.len() >= 2);
+    groups
+}
+
+fn folder_of(relative: &str) -> String {
+    relative
+        .rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default()
+}
+
+/// One group in the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedGroup {
+    /// The folder, relative to the root (empty for the root).
+    pub folder: String,
+    /// The input files (removed by the compaction).
+    pub inputs: Vec<String>,
+    /// Their total size in bytes.
+    pub input_bytes: u64,
+    /// Their rows.
+    pub rows: u64,
+    /// The files written (empty in a dry run).
+    pub outputs: Vec<WrittenFile>,
+}
+
+/// What a compaction did (or, in a dry run, would do). Paths are relative to the root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactReport {
+    /// The engine that ran it.
+    pub engine: String,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// The target file size used.
+    pub target_file_size: u64,
+    /// The candidate threshold used.
+    pub min_file_size: u64,
+    /// Data files before.
+    pub files_before: usize,
+    /// Data files after (in a dry run: the planned count, one output per group).
+    pub files_after: usize,
+    /// Rows in the files rewritten (moved, never changed, by a compaction).
+    pub rows_rewritten: u64,
+    /// The groups rewritten.
+    pub groups: Vec<CompactedGroup>,
+    /// Files removed (every group's inputs).
+    pub removed_files: Vec<String>,
+    /// Files added.
+    pub added_files: Vec<WrittenFile>,
+    /// Files left as they were.
+    pub preserved_files: usize,
+    /// Bytes of the files rewritten.
+    pub bytes_read: u64,
+    /// Bytes of the files written.
+    pub bytes_written: u64,
+    /// Wall time.
+    pub elapsed_ms: u64,
+}
+
+/// Compacts the dataset at `location` through the commit protocol. `engine` names the engine
+/// in the report.
+pub async fn compact(
+    engine: &str,
+    location: &Location,
+    options: &CompactOptions,
+) -> Result<CompactReport> {
+    let started = Instant::now();
+    options.validate()?;
+    reject_file_path(location).await?;
+    let mut tx = Transaction::begin(location, "compact", options.wait).await?;
+    let outcome = plan_and_run(engine, location, options, &tx.staging()).await;
+    let (mut report, entries) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            tx.abort().await;
+            return Err(e);
+        }
+    };
+    if options.dry_run || report.groups.is_empty() {
+        tx.abort().await;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    // Outputs per group, to attribute the published names.
+    let per_group: Vec<usize> = report.groups.iter().map(|g| g.outputs.len()).collect();
+    tx.add_all(entries);
+    for removed in &report.removed_files {
+        tx.remove(removed.clone());
+    }
+    let published = tx.commit().await?;
+    let mut published = published.into_iter();
+    report.added_files.clear();
+    for (group, count) in report.groups.iter_mut().zip(per_group) {
+        group.outputs = published
+            .by_ref()
+            .take(count)
+            .map(|p| WrittenFile {
+                path: p.path,
+                row_count: p.row_count,
+                size_bytes: p.size_bytes,
+            })
+            .collect();
+        report.added_files.extend(group.outputs.iter().cloned());
+    }
+    report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+async fn plan_and_run(
+    engine: &str,
+    location: &Location,
+    options: &CompactOptions,
+    staging: &Staging,
+) -> Result<(CompactReport, Vec<PublishEntry>)> {
+    // Listed under the lease: nothing changes between this listing and the commit.
+    let all = match listing::list(location).await? {
+        Listing::Dataset(files) => files,
+        _ => {
+            return Err(Error::NotFound {
+                path: location.to_string(),
+            });
+        }
+    };
+    if all.is_empty() && only_fsk_dir(location).await? {
+        // Nothing but the lease this operation just took: there is no dataset here.
+        return Err(Error::NotFound {
+            path: location.to_string(),
+        });
+    }
+    let in_scope = match &options.partition_filter {
+        Some(filter) => listing::filter_partitions(all.clone(), filter)?,
+        None => all.clone(),
+    };
+    let plan = plan_compaction(&in_scope, options);
+    let by_name: BTreeMap<&str, &DataFile> = all.iter().map(|f| (f.relative.as_str(), f)).collect();
+    let inputs: Vec<DataFile> = plan
+        .iter()
+        .flat_map(|g| g.inputs.iter().map(|r| (*by_name[r.as_str()]).clone()))
+        .collect();
+    // Footers of the inputs only: rows, schemas, and the reader metadata to stream them.
+    let metas = read_footers(location, inputs).await?;
+    let metas: BTreeMap<String, FileMeta> = metas
+        .into_iter()
+        .map(|m| (m.file.relative.clone(), m))
+        .collect();
+    let preserved = all.len() - metas.len();
+    let mut groups: Vec<CompactedGroup> = plan
+        .iter()
+        .map(|g| CompactedGroup {
+            folder: g.folder.clone(),
+            inputs: g.inputs.clone(),
+            input_bytes: g.input_bytes,
+            rows: g.inputs.iter().map(|r| metas[r].num_rows).sum(),
+            outputs: Vec::new(),
+        })
+        .collect();
+    let mut entries = Vec::new();
+    if !options.dry_run && !plan.is_empty() {
+        let jobs: Vec<_> = plan
+            .iter()
+            .map(|group| {
+                let files: Vec<FileMeta> = group.inputs.iter().map(|r| metas[r].clone()).collect();
+                rewrite_group(location, staging, options, group.clone(), files).boxed()
+            })
+            .collect();
+        let written: Vec<Result<Vec<PublishEntry>>> = futures::stream::iter(jobs)
+            .buffered(GROUPS_IN_PARALLEL)
+            .collect()
+            .await;
+        for (group, result) in groups.iter_mut().zip(written) {
+            let staged = result?;
+            let rows: u64 = staged.iter().map(|e| e.row_count).sum();
+            if rows != group.rows {
+                return Err(Error::Internal(format!(
+                    "compacting {} wrote {rows} rows, its inputs hold {}",
+                    group.inputs.join(", "),
+                    group.rows
+                )));
+            }
+            group.outputs = staged
+                .iter()
+                .map(|e| WrittenFile {
+                    path: e.target.clone(),
+                    row_count: e.row_count,
+                    size_bytes: e.size_bytes,
+                })
+                .collect();
+            entries.extend(staged);
+        }
+    }
+    let removed_files: Vec<String> = groups.iter().flat_map(|g| g.inputs.clone()).collect();
+    let added_files: Vec<WrittenFile> = groups.iter().flat_map(|g| g.outputs.clone()).collect();
+    let planned_outputs = if options.dry_run {
+        groups.len()
+    } else {
+        added_files.len()
+    };
+    let report = CompactReport {
+        engine: engine.to_string(),
+        dry_run: options.dry_run,
+        target_file_size: options.target_file_size,
+        min_file_size: options.min_file_size(),
+        files_before: all.len(),
+        files_after: preserved + planned_outputs,
+        rows_rewritten: groups.iter().map(|g| g.rows).sum(),
+        bytes_read: groups.iter().map(|g| g.input_bytes).sum(),
+        bytes_written: added_files.iter().map(|f| f.size_bytes).sum(),
+        groups,
+        removed_files,
+        added_files,
+        preserved_files: preserved,
+        elapsed_ms: 0,
+    };
+    Ok((report, entries))
+}
+
+async fn only_fsk_dir(location: &Location) -> Result<bool> {
+    let listing = location
+        .store()
+        .list_with_delimiter(Some(location.root()))
+        .await
+        .map_err(|e| Error::from_store(location.to_string(), e))?;
+    let names = listing
+        .objects
+        .iter()
+        .map(|o| &o.location)
+        .chain(listing.common_prefixes.iter())
+        .filter_map(|p| location.relative(p));
+    Ok(names.into_iter().all(|n| n == crate::commit::FSK_DIR))
+}
+
+/// Streams a group's files, in order, into new files in the group's folder.
+async fn rewrite_group(
+    location: &Location,
+    staging: &Staging,
+    options: &CompactOptions,
+    group: PlannedGroup,
+    files: Vec<FileMeta>,
+) -> Result<Vec<PublishEntry>> {
+    let schemas: Vec<SchemaRef> = files.iter().map(|m| Arc::clone(&m.schema)).collect();
+    // Identical schemas are kept exactly (nullability included); evolved ones unify by
+    // lossless promotion, as on read.
+    let schema: SchemaRef = if schemas.windows(2).all(|w| w[0] == w[1]) {
+        Arc::clone(&schemas[0])
+    } else {
+        Arc::new(unify(&schemas)?)
+    };
+    // Bloom filters survive where every input had them.
+    let bloom: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|c| files.iter().all(|m| m.bloom_filter_columns.contains(c)))
+        .collect();
+    let mut write = WriteOptions::default()
+        .with_max_file_bytes(options.target_file_size)
+        .with_bloom_filter_columns(bloom);
+    if let Some(codec) = options.compression {
+        write = write.with_compression(codec);
+    }
+    if let Some(rows) = options.row_group_size {
+        write = write.with_row_group_size(rows);
+    }
+    let mut writer = DatasetWriter::new(staging.clone(), Arc::clone(&schema), write)?;
+    for meta in files {
+        let describe = location.describe(&meta.file.path);
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            object_reader(location, &meta.file),
+            meta.reader_metadata.clone(),
+        );
+        let mut stream = builder
+            .with_batch_size(8192)
+            .build()
+            .map_err(|e| Error::from_parquet(&describe, e))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
+            let batch = widen_batch(&batch, &schema)?;
+            writer.write_into(&group.folder, &batch).await?;
+        }
+    }
+    writer.finish_allow_none().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::path::Path;
+
+    fn file(relative: &str, size: u64) -> DataFile {
+        DataFile {
+            path: Path::from(relative),
+            relative: relative.to_string(),
+            size,
+            partition: crate::partition::parse_hive_path(relative),
+        }
+    }
+
+    #[test]
+    fn groups_small_files_per_folder_up_to_the_target() {
+        let files = vec![
+            file("day=1/a.parquet", 40),
+            file("day=1/b.parquet", 40),
+            file("day=1/c.parquet", 40),
+            file("day=1/big.parquet", 90),
+            file("day=2/a.parquet", 10),
+            file("day=3/a.parquet", 10),
+            file("day=3/b.parquet", 10),
+            file("root.parquet", 5),
+        ];
+        let options = CompactOptions::new().with_target_file_size(100);
+        assert_eq!(options.min_file_size(), 75);
+        let plan = plan_compaction(&files, &options);
+        let summary: Vec<(String, Vec<String>, u64)> = plan
+            .iter()
+            .map(|g| (g.folder.clone(), g.inputs.clone(), g.input_bytes))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                // a+b = 80; c would exceed 100 and stays alone (a lone file is skipped).
+                (
+                    "day=1".to_string(),
+                    vec!["day=1/a.parquet".to_string(), "day=1/b.parquet".to_string()],
+                    80
+                ),
+                (
+                    "day=3".to_string(),
+                    vec!["day=3/a.parquet".to_string(), "day=3/b.parquet".to_string()],
+                    20
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let err = CompactOptions::new()
+            .with_target_file_size(0)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("target_file_size"), "{err}");
+        let err = CompactOptions::new()
+            .with_target_file_size(10)
+            .with_min_file_size(11)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("min_file_size"), "{err}");
+        let err = CompactOptions::new()
+            .with_partition_filter("nonsense")
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("nonsense"), "{err}");
+    }
+}
