@@ -13,8 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use fsk::source::{SourceFormat, open_source};
 use fsk::{
-    Batches, Codec, DatasetBackend, Engine, Error, Location, MergeOptions, ReadOptions, Result,
-    RewriteMode, StatsOptions, StorageOptions, Strategy, WriteMode, WriteOptions,
+    Batches, Codec, CompactOptions, DatasetBackend, Engine, Error, Location, MergeOptions,
+    ReadOptions, Result, RewriteMode, StatsOptions, StorageOptions, Strategy, WriteMode,
+    WriteOptions,
 };
 
 /// Manage plain Parquet datasets like tables: write, read, stats.
@@ -54,8 +55,64 @@ enum Command {
     Read(ReadArgs),
     /// List data files with sizes and row counts.
     Stats(StatsArgs),
+    /// Rewrite small files into files near a target size, folder by folder.
+    Compact(CompactArgs),
     /// Roll unfinished transactions forward or back (after a crash).
     Recover(RecoverArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompactArgs {
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Target size of the new files: bytes, or with a unit (64MB, 128MiB, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    target_file_size: u64,
+    /// Files smaller than this are compacted (default: three quarters of the target).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    min_file_size: Option<u64>,
+    /// Only partitions matching col=value[/col=value...].
+    #[arg(long, value_name = "P")]
+    partition_filter: Option<String>,
+    /// Codec of the new files, e.g. zstd:3, snappy.
+    #[arg(long, value_name = "CODEC")]
+    compression: Option<String>,
+    /// Plan and report without writing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait up to this many seconds for another writer's lock.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
+}
+
+/// Parses `4096`, `64KB`, `64KiB`, `128M`, `1.5GB` (decimal and binary units both mean
+/// powers of 1024, as file sizes are usually read).
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 134217728, 128MB, 1GiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}; use B, KB, MB, GB or TB"
+            ));
+        }
+    };
+    let bytes = value * scale as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?} must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Where the input comes from and how written files look: shared by write and merge.
@@ -584,6 +641,85 @@ fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>> {
     }
 }
 
+async fn run_compact(
+    args: CompactArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let options = CompactOptions {
+        target_file_size: args.target_file_size,
+        min_file_size: args.min_file_size,
+        partition_filter: args.partition_filter.clone(),
+        compression: args
+            .compression
+            .as_deref()
+            .map(str::parse::<Codec>)
+            .transpose()?,
+        row_group_size: None,
+        dry_run: args.dry_run,
+        wait: wait_duration(args.wait)?,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_message(if args.dry_run {
+        "planning"
+    } else {
+        "compacting"
+    });
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let report = backend.compact(&location, &options).await;
+    bar.finish_and_clear();
+    let report = report?;
+    if global.json {
+        return print_json(&report);
+    }
+    let verb = if report.dry_run {
+        "would compact"
+    } else {
+        "compacted"
+    };
+    println!(
+        "{verb} {} (engine {}): {} file(s) -> {} file(s); {} group(s), {} rows, {} read, {} written; {} file(s) untouched",
+        location,
+        report.engine,
+        report.files_before,
+        report.files_after,
+        report.groups.len(),
+        report.rows_rewritten,
+        human_bytes(report.bytes_read),
+        human_bytes(report.bytes_written),
+        report.preserved_files
+    );
+    for group in &report.groups {
+        let folder = if group.folder.is_empty() {
+            "."
+        } else {
+            group.folder.as_str()
+        };
+        println!(
+            "  {folder}: {} file(s), {} rows, {} -> {}",
+            group.inputs.len(),
+            group.rows,
+            human_bytes(group.input_bytes),
+            if group.outputs.is_empty() {
+                "(dry run)".to_string()
+            } else {
+                group
+                    .outputs
+                    .iter()
+                    .map(|o| o.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
 async fn run_recover(args: RecoverArgs, global: &Global, storage: &StorageOptions) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
     let report = fsk::recover(&location, wait_duration(args.wait)?).await?;
@@ -607,6 +743,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => run_merge(args, &cli.global, backend, &storage).await,
         Command::Read(args) => run_read(args, backend, &storage).await,
         Command::Stats(args) => run_stats(args, &cli.global, backend, &storage).await,
+        Command::Compact(args) => run_compact(args, &cli.global, backend, &storage).await,
         Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
     }
 }

@@ -381,49 +381,34 @@ impl Lcg {
     }
 }
 
-#[test]
-fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
-    let dir = tempfile::tempdir().expect("dir");
-    let base = csv_rows(dir.path(), "base.csv", 0..400, "old");
-    let change = csv_rows(dir.path(), "change.csv", 350..450, "new");
-    // The two states a killed merge may leave after recovery.
-    let reference = dir.path().join("reference").display().to_string();
-    ok(&["write", &base, &reference, "--max-rows-per-file", "25"]);
-    let before = dataset_rows(&reference);
+/// Runs `fsk ARGS` 50 times on fresh datasets made by `seed`, killing it with SIGKILL after a
+/// seeded random delay of up to 1.5 times its typical duration, then runs `fsk recover` and
+/// hands the dataset to `check`. Asserts no staging is left and that some runs were killed.
+fn kill_and_recover(
+    dir: &Path,
+    what: &str,
+    seed: &dyn Fn(&str),
+    args: &dyn Fn(&str) -> Vec<String>,
+    check: &dyn Fn(usize, &str),
+) {
+    let reference = dir.join(format!("{what}-reference")).display().to_string();
+    seed(&reference);
     let started = std::time::Instant::now();
-    ok(&[
-        "merge",
-        &change,
-        &reference,
-        "--key",
-        "id",
-        "--strategy",
-        "upsert",
-        "--max-rows-per-file",
-        "25",
-    ]);
+    let reference_args = args(&reference);
+    ok(&reference_args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     let typical = started.elapsed().as_micros().max(1000) as u64;
-    let after = dataset_rows(&reference);
-    assert_ne!(before, after);
     let mut rng = Lcg(20261122);
     let runs = 50;
     let (mut killed, mut finished) = (0, 0);
     for run in 0..runs {
-        let ds = dir.path().join(format!("ds-{run}")).display().to_string();
-        ok(&["write", &base, &ds, "--max-rows-per-file", "25"]);
+        let ds = dir.join(format!("{what}-{run}")).display().to_string();
+        seed(&ds);
         let delay = rng.next() % (typical + typical / 2);
         let mut child = Command::new(env!("CARGO_BIN_EXE_fsk"))
-            .args([
-                "merge",
-                &change,
-                &ds,
-                "--key",
-                "id",
-                "--strategy",
-                "upsert",
-                "--max-rows-per-file",
-                "25",
-            ])
+            .args(args(&ds))
             .env("FSK_LOG", "off")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -441,20 +426,78 @@ fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
         let out = ok(&["recover", &ds, "--json"]);
         let report: Value = serde_json::from_str(out.trim()).expect("recover json");
         assert!(report["rolled_forward"].is_array() && report["rolled_back"].is_array());
-        let rows = dataset_rows(&ds);
-        assert!(
-            rows == before || rows == after,
-            "run {run} (delay {delay} us): a mixed state"
-        );
+        check(run, &ds);
         let staging = Path::new(&ds).join("_fsk").join("staging");
         let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(leftovers, 0, "run {run}: staging leftovers");
+        assert_eq!(leftovers, 0, "{what} run {run}: staging leftovers");
     }
     assert!(
         killed > 0,
-        "no run was killed mid-way ({finished} finished)"
+        "no {what} was killed mid-way ({finished} finished)"
     );
-    eprintln!("{killed} of {runs} merges killed mid-way, {finished} finished before the kill");
+    eprintln!("{killed} of {runs} {what} runs killed mid-way, {finished} finished before the kill");
+}
+
+fn parquet_files(ds: &str) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(ds)
+        .expect("dataset folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_then_recover_gives_before_or_after() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = csv_rows(dir.path(), "base.csv", 0..400, "old");
+    let change = csv_rows(dir.path(), "change.csv", 350..450, "new");
+    let seed = |ds: &str| {
+        ok(&["write", &base, ds, "--max-rows-per-file", "25"]);
+    };
+
+    // Merge: the rows are exactly the before or the after state.
+    let probe = dir.path().join("probe").display().to_string();
+    seed(&probe);
+    let before = dataset_rows(&probe);
+    let merge = |ds: &str| -> Vec<String> {
+        [
+            "merge",
+            &change,
+            ds,
+            "--key",
+            "id",
+            "--strategy",
+            "upsert",
+            "--max-rows-per-file",
+            "25",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    ok(&merge(&probe).iter().map(String::as_str).collect::<Vec<_>>());
+    let after = dataset_rows(&probe);
+    assert_ne!(before, after);
+    kill_and_recover(dir.path(), "merge", &seed, &merge, &|run, ds| {
+        let rows = dataset_rows(ds);
+        assert!(
+            rows == before || rows == after,
+            "merge run {run}: a mixed state"
+        );
+    });
+
+    // Compact: the rows never change; the files are exactly the 16 originals or exactly
+    // one new file.
+    let compact = |ds: &str| -> Vec<String> { ["compact", ds].map(String::from).to_vec() };
+    kill_and_recover(dir.path(), "compact", &seed, &compact, &|run, ds| {
+        assert_eq!(dataset_rows(ds), before, "compact run {run}: rows changed");
+        let files = parquet_files(ds);
+        let originals = files.len() == 16;
+        let compacted = files.len() == 1;
+        assert!(
+            originals || compacted,
+            "compact run {run}: a mixed file set {files:?}"
+        );
+    });
 }
 
 #[test]
@@ -602,6 +645,12 @@ fn every_command_on_s3() {
             (Some(5), Some(5)),
             "{engine}: {merge}"
         );
+        let out = ok(&[&e[..], &["compact", &ds, "--json"]].concat());
+        let compacted: Value = serde_json::from_str(out.trim()).expect("compact json");
+        assert!(
+            compacted["files_after"].as_u64() < compacted["files_before"].as_u64(),
+            "{engine}: {compacted}"
+        );
         let rows = dataset_rows(&ds);
         assert_eq!(rows.len(), 35, "{engine}");
         assert_eq!(
@@ -640,4 +689,83 @@ fn every_command_on_s3() {
     let out = run(&["stats", &ds, "--storage-option", "aws_no_such=1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("aws_no_such"));
+}
+
+#[test]
+fn compact_on_every_engine() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().expect("dir");
+        let ds = dir.path().join("ds").display().to_string();
+        for part in 0..4 {
+            let csv = csv_rows(
+                dir.path(),
+                &format!("p{part}.csv"),
+                part * 10..part * 10 + 10,
+                "v",
+            );
+            ok(&[
+                "--engine",
+                engine,
+                "write",
+                &csv,
+                &ds,
+                "--partition-by",
+                "day",
+            ]);
+        }
+        let before = dataset_rows(&ds);
+        let out = ok(&["--engine", engine, "compact", &ds, "--dry-run", "--json"]);
+        let plan: Value = serde_json::from_str(out.trim()).expect("dry-run json");
+        assert_eq!(plan["dry_run"], true);
+        assert_eq!(plan["files_before"], 12, "{engine}: {plan}");
+        assert_eq!(plan["files_after"], 3);
+        assert_eq!(parquet_count(&ds), 12, "{engine}: a dry run writes nothing");
+
+        let out = ok(&[
+            "--engine",
+            engine,
+            "compact",
+            &ds,
+            "--target-file-size",
+            "64MB",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(out.trim()).expect("json");
+        assert_eq!(report["engine"], engine);
+        assert_eq!(report["groups"].as_array().expect("groups").len(), 3);
+        assert_eq!(report["rows_rewritten"], 40);
+        assert_eq!(report["target_file_size"], 64u64 << 20);
+        assert_eq!(parquet_count(&ds), 3);
+        assert_eq!(dataset_rows(&ds), before, "{engine}: the same rows");
+
+        let out = ok(&["--engine", engine, "compact", &ds]);
+        assert!(out.contains("3 file(s) -> 3 file(s)"), "{out}");
+    }
+    let err = fails(&["compact", "/nonexistent/fsk-ds"]);
+    assert!(err.contains("/nonexistent/fsk-ds"), "{err}");
+    let err = fails(&["compact", "/tmp", "--target-file-size", "lots"]);
+    assert!(err.contains("lots"), "{err}");
+}
+
+fn parquet_count(ds: &str) -> usize {
+    walk(Path::new(ds))
+        .into_iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                && !p.components().any(|c| c.as_os_str() == "_fsk")
+        })
+        .count()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -48,6 +48,7 @@ pub use fsk_core::backend::{
     StatsReport, WriteReport,
 };
 pub use fsk_core::commit::{RecoveryReport, recover};
+pub use fsk_core::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::error::{Error, Result};
 pub use fsk_core::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
@@ -237,6 +238,25 @@ impl Dataset {
         }
     }
 
+    /// Starts a compaction: small files become files near the target size (128 MiB by
+    /// default), folder by folder. Set options on the builder and `.await` it.
+    ///
+    /// ```no_run
+    /// # async fn example() -> fsk::Result<()> {
+    /// let report = fsk::open("/tmp/sales")?
+    ///     .compact()
+    ///     .target_file_size(64 << 20)
+    ///     .await?;
+    /// println!("{} files became {}", report.files_before, report.files_after);
+    /// # Ok(()) }
+    /// ```
+    pub fn compact(&self) -> CompactBuilder {
+        CompactBuilder {
+            dataset: self.clone(),
+            options: CompactOptions::default(),
+        }
+    }
+
     /// Files, sizes and row counts.
     pub async fn stats(&self, options: &StatsOptions) -> Result<StatsReport> {
         self.backend.stats(&self.location, options).await
@@ -354,6 +374,64 @@ impl IntoFuture for ReadBuilder {
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// A pending compaction; `.await` runs it.
+#[must_use = "a compaction does nothing until awaited"]
+pub struct CompactBuilder {
+    dataset: Dataset,
+    options: CompactOptions,
+}
+
+impl CompactBuilder {
+    /// Target size of the files written, in bytes.
+    pub fn target_file_size(mut self, bytes: u64) -> Self {
+        self.options.target_file_size = bytes;
+        self
+    }
+    /// Files smaller than this are candidates (default: three quarters of the target).
+    pub fn min_file_size(mut self, bytes: u64) -> Self {
+        self.options.min_file_size = Some(bytes);
+        self
+    }
+    /// Only folders under matching partitions (`col=value[/col=value...]`).
+    pub fn partition_filter(mut self, filter: impl Into<String>) -> Self {
+        self.options.partition_filter = Some(filter.into());
+        self
+    }
+    /// Codec of the new files.
+    pub fn compression(mut self, codec: Codec) -> Self {
+        self.options.compression = Some(codec);
+        self
+    }
+    /// Plan without writing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.options.dry_run = dry_run;
+        self
+    }
+    /// Wait up to `wait` for another writer's lease.
+    pub fn wait(mut self, wait: std::time::Duration) -> Self {
+        self.options.wait = Some(wait);
+        self
+    }
+    /// Replaces every option at once.
+    pub fn options(mut self, options: CompactOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+impl IntoFuture for CompactBuilder {
+    type Output = Result<CompactReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.dataset
+                .backend
+                .compact(&self.dataset.location, &self.options)
+                .await
+        })
+    }
+}
 
 /// A pending merge; `.await` runs it. The strategy defaults to upsert; a key is required.
 #[must_use = "a merge does nothing until awaited"]
