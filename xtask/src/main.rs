@@ -6,6 +6,7 @@
 //! needs cargo and python3.
 
 mod s3;
+mod venv;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -77,8 +78,44 @@ fn test() -> Result<(), String> {
     cargo(&["test", "--workspace", "--doc"])
 }
 
+/// Baselines for the benchmarks, pinned so figures compare across runs.
+const BENCH_REQUIREMENTS: &[&str] = &["duckdb==2.0.0", "deltalake==1.6.6", "pyarrow==26.0.1"];
+
+/// `cargo xtask bench [--rows N] [--files N] [--only B2,B3] [--no-delta]`: builds the release
+/// `fsk` (arrow engine), prepares the baselines' venv and runs `xtask/bench/bench.py`.
+fn bench(extra: &[String]) -> Result<(), String> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "fsk-cli",
+        "--no-default-features",
+        "--features",
+        "arrow",
+    ])?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let fsk = std::path::Path::new(&target).join("release/fsk");
+    let venv = venv::ensure("FSK_BENCH_VENV", "fsk-bench-venv", BENCH_REQUIREMENTS)?;
+    let home = std::env::var("HOME").map_err(|_| "HOME is not set")?;
+    let work = std::env::var("FSK_BENCH_DIR").unwrap_or_else(|_| format!("{home}/.cache/fsk-bench"));
+    let out_dir = std::path::Path::new(&target).join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let out = out_dir.join("bench.json");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/bench.py");
+    venv::run(
+        Command::new(venv::python(&venv))
+            .arg(script)
+            .arg("--fsk")
+            .arg(&fsk)
+            .args(["--work", &work])
+            .arg("--out")
+            .arg(&out)
+            .args(extra),
+    )
+}
+
 fn usage() -> String {
-    "usage: cargo xtask <ci|test|lint>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings"
+    "usage: cargo xtask <ci|test|lint|bench>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings\n  bench the benchmark workloads (WORKLOADS.md) against DuckDB and delta-rs: [--rows N] [--files N] [--only B1,B2] [--no-delta]"
         .to_string()
 }
 
@@ -89,6 +126,7 @@ fn main() -> ExitCode {
         "ci" => lint().and_then(|()| test()),
         "test" => test(),
         "lint" => lint(),
+        "bench" => bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => Err(usage()),
     };
     match result {

@@ -25,8 +25,7 @@ pub struct S3Server {
 impl S3Server {
     /// Installs moto if needed, starts it and creates [`BUCKET`].
     pub fn start(log_dir: &Path) -> Result<Self, String> {
-        let venv = venv_dir()?;
-        ensure_installed(&venv)?;
+        let venv = crate::venv::ensure("FSK_S3_VENV", "fsk-s3-venv", REQUIREMENTS)?;
         let port = free_port()?;
         std::fs::create_dir_all(log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
         let log = log_dir.join(format!("moto-{port}.log"));
@@ -77,7 +76,7 @@ impl S3Server {
              s3.create_bucket(Bucket='{BUCKET}')\n",
             self.endpoint()
         );
-        let status = Command::new(venv.join("bin/python"))
+        let status = Command::new(crate::venv::python(venv))
             .args(["-c", &script])
             .status()
             .map_err(|e| format!("cannot run python: {e}"))?;
@@ -113,55 +112,6 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn venv_dir() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("FSK_S3_VENV") {
-        return Ok(PathBuf::from(dir));
-    }
-    let home = std::env::var_os("HOME").ok_or("HOME is not set; set FSK_S3_VENV")?;
-    Ok(PathBuf::from(home).join(".cache/fsk-s3-venv"))
-}
-
-fn ensure_installed(venv: &Path) -> Result<(), String> {
-    let stamp = venv.join("fsk-requirements.txt");
-    let wanted = REQUIREMENTS.join("\n");
-    if venv.join("bin/moto_server").exists()
-        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-    {
-        return Ok(());
-    }
-    eprintln!(
-        "xtask: installing {} into {}",
-        REQUIREMENTS.join(" "),
-        venv.display()
-    );
-    let python = ["python3", "python"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .ok_or("python3 is required for the S3 test server (moto)")?;
-    run(Command::new(python).args(["-m", "venv"]).arg(venv))?;
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(REQUIREMENTS))?;
-    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} failed ({status})"))
     }
 }
 
