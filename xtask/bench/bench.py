@@ -54,7 +54,7 @@ def duckdb_sql(sql):
 
 def generate(work, rows, layout):
     """The source table as one parquet file (DuckDB), clustered or shuffled ids."""
-    path = os.path.join(work, f"source-{layout}.parquet")
+    path = os.path.join(work, f"source-{layout}-{rows}.parquet")
     if os.path.exists(path):
         return path
     if layout == "clustered":
@@ -203,7 +203,7 @@ def main():
 
     def dataset(layout):
         src = generate(args.work, rows, layout)
-        pristine = os.path.join(args.work, f"ds-{layout}")
+        pristine = os.path.join(args.work, f"ds-{layout}-{rows}-{args.files}")
         if not os.path.exists(pristine):
             fsk_json(fsk, ["write", src, pristine, "--partition-by", "day",
                            "--max-rows-per-file", str(per_file)])
@@ -289,7 +289,7 @@ def main():
         entry["duckdb_full_rewrite"] = ddb_fig
         entry["ratio_vs_duckdb"] = round(fsk_fig["wall_s"] / ddb_fig["wall_s"], 3)
         if not args.no_delta:
-            table = os.path.join(args.work, f"delta-{layout}")
+            table = os.path.join(args.work, f"delta-{layout}-{rows}")
             delta_setup(src, table + "-pristine")
             copy_dataset(table + "-pristine", table)
             delta_fig = delta_merge(table, change_path, insert_only=(strategy == "insert"))

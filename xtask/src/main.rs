@@ -97,7 +97,8 @@ fn bench(extra: &[String]) -> Result<(), String> {
     let fsk = std::path::Path::new(&target).join("release/fsk");
     let venv = venv::ensure("FSK_BENCH_VENV", "fsk-bench-venv", BENCH_REQUIREMENTS)?;
     let home = std::env::var("HOME").map_err(|_| "HOME is not set")?;
-    let work = std::env::var("FSK_BENCH_DIR").unwrap_or_else(|_| format!("{home}/.cache/fsk-bench"));
+    let work =
+        std::env::var("FSK_BENCH_DIR").unwrap_or_else(|_| format!("{home}/.cache/fsk-bench"));
     let out_dir = std::path::Path::new(&target).join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let out = out_dir.join("bench.json");

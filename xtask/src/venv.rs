@@ -16,11 +16,16 @@ pub fn ensure(env_var: &str, default_name: &str, requirements: &[&str]) -> Resul
     };
     let stamp = venv.join("fsk-requirements.txt");
     let wanted = requirements.join("\n");
-    if venv.join("bin/python").exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
+    if venv.join("bin/python").exists()
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
     {
         return Ok(venv);
     }
-    eprintln!("xtask: installing {} into {}", requirements.join(" "), venv.display());
+    eprintln!(
+        "xtask: installing {} into {}",
+        requirements.join(" "),
+        venv.display()
+    );
     let python = ["python3", "python"]
         .into_iter()
         .find(|p| {

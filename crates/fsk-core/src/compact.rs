@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -364,15 +364,31 @@ async fn plan_and_run(
         .collect();
     let mut entries = Vec::new();
     if !options.dry_run && !plan.is_empty() {
-        let jobs: Vec<_> = plan
+        let jobs: Vec<(PlannedGroup, Vec<FileMeta>)> = plan
             .iter()
             .map(|group| {
-                let files: Vec<FileMeta> = group.inputs.iter().map(|r| metas[r].clone()).collect();
-                rewrite_group(location, staging, options, group.clone(), files).boxed()
+                let files = group.inputs.iter().map(|r| metas[r].clone()).collect();
+                (group.clone(), files)
             })
             .collect();
+        // Each group is a spawned task (started lazily, GROUPS_IN_PARALLEL at a time), so
+        // decoding and encoding spread over the runtime's threads.
         let written: Vec<Result<Vec<PublishEntry>>> = futures::stream::iter(jobs)
+            .map(|(group, files)| {
+                tokio::spawn(rewrite_group(
+                    location.clone(),
+                    staging.clone(),
+                    options.clone(),
+                    group,
+                    files,
+                ))
+            })
             .buffered(GROUPS_IN_PARALLEL)
+            .map(|joined| {
+                joined.unwrap_or_else(|e| {
+                    Err(Error::Internal(format!("a compaction task failed: {e}")))
+                })
+            })
             .collect()
             .await;
         for (group, result) in groups.iter_mut().zip(written) {
@@ -439,9 +455,9 @@ async fn only_fsk_dir(location: &Location) -> Result<bool> {
 
 /// Streams a group's files, in order, into new files in the group's folder.
 async fn rewrite_group(
-    location: &Location,
-    staging: &Staging,
-    options: &CompactOptions,
+    location: Location,
+    staging: Staging,
+    options: CompactOptions,
     group: PlannedGroup,
     files: Vec<FileMeta>,
 ) -> Result<Vec<PublishEntry>> {
@@ -463,6 +479,13 @@ async fn rewrite_group(
     let mut write = WriteOptions::default()
         .with_max_file_bytes(options.target_file_size)
         .with_bloom_filter_columns(bloom);
+    // A column whose dictionary overflowed in an input is written plain.
+    write.plain_columns = files
+        .iter()
+        .flat_map(|m| m.dictionary_fallback_columns.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if let Some(codec) = options.compression {
         write = write.with_compression(codec);
     }
@@ -473,7 +496,7 @@ async fn rewrite_group(
     for meta in files {
         let describe = location.describe(&meta.file.path);
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            object_reader(location, &meta.file),
+            object_reader(&location, &meta.file),
             meta.reader_metadata.clone(),
         );
         let mut stream = builder

@@ -44,6 +44,10 @@ pub struct FileMeta {
     pub codecs: BTreeSet<String>,
     /// Top-level columns with a bloom filter in every row group.
     pub bloom_filter_columns: BTreeSet<String>,
+    /// Top-level columns whose dictionary overflowed in some row group (data pages fell back
+    /// to a non-dictionary encoding): high-cardinality columns that a rewrite should encode
+    /// without trying a dictionary first.
+    pub dictionary_fallback_columns: BTreeSet<String>,
     /// The parsed footer, for readers.
     pub reader_metadata: ArrowReaderMetadata,
 }
@@ -101,6 +105,36 @@ pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta
             }
         }
     }
+    let mut dictionary_fallback_columns = BTreeSet::new();
+    {
+        use parquet::basic::Encoding;
+        let descr = metadata.file_metadata().schema_descr();
+        for (index, column) in descr.columns().iter().enumerate() {
+            let width = match column.physical_type() {
+                parquet::basic::Type::INT32 | parquet::basic::Type::FLOAT => 4,
+                parquet::basic::Type::INT64 | parquet::basic::Type::DOUBLE => 8,
+                _ => 0,
+            };
+            let fell_back = row_groups.iter().any(|rg| {
+                let chunk = rg.column(index);
+                let overflowed = chunk.page_encoding_stats_mask().is_some_and(|mask| {
+                    !(mask.is_only(Encoding::PLAIN_DICTIONARY)
+                        || mask.is_only(Encoding::RLE_DICTIONARY))
+                });
+                // A fixed-width column whose dictionary holds more entries than half its
+                // values (mostly distinct: ids, measures, timestamps) gains nothing from it.
+                let mostly_distinct = width > 0
+                    && chunk.dictionary_page_offset().is_some_and(|dict| {
+                        let dict_bytes = (chunk.data_page_offset() - dict).max(0) as u64;
+                        dict_bytes / width * 2 > chunk.num_values().max(0) as u64
+                    });
+                overflowed || mostly_distinct
+            });
+            if fell_back && column.path().parts().len() == 1 {
+                dictionary_fallback_columns.insert(column.path().parts()[0].clone());
+            }
+        }
+    }
     Ok(FileMeta {
         num_rows,
         num_row_groups: row_groups.len(),
@@ -108,6 +142,7 @@ pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta
         column_stats,
         codecs,
         bloom_filter_columns,
+        dictionary_fallback_columns,
         reader_metadata,
         file,
     })

@@ -525,6 +525,7 @@ fn validate_options(options: &MergeOptions) -> Result<RewriteMode> {
 }
 
 /// Per-file knowledge gathered by planning.
+#[derive(Clone)]
 struct FilePlan {
     meta: FileMeta,
     /// The file's folder, relative to the root (rewrites go to the same folder).
@@ -725,7 +726,7 @@ async fn confirm(
             .map_err(|e| Error::from_parquet(&describe, e))?;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-            let keys = file_keys(&batch, key, &plan.partition, converter)?;
+            let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
             for row in 0..batch.num_rows() {
                 if let Some(&s) = source.index.get(keys.row(row).data()) {
                     matched.insert(s);
@@ -814,21 +815,24 @@ struct RewriteRule {
 /// Rewrites one file: matched rows replaced in place (or dropped unmatched rows), the rest
 /// kept in order, streamed row group by row group into a new staged file in the same folder.
 /// What every file rewrite of one merge shares.
-struct RewriteContext<'a> {
-    location: &'a Location,
+#[derive(Clone)]
+struct RewriteContext {
+    location: Location,
     staging: Staging,
-    source: &'a Source,
-    key: &'a [String],
-    converter: &'a KeyEncoder,
-    file_schema: &'a SchemaRef,
+    source: Arc<Source>,
+    key: Arc<Vec<String>>,
+    converter: Arc<KeyEncoder>,
+    file_schema: SchemaRef,
     write: WriteOptions,
     rule: RewriteRule,
     /// For full_merge: source rows already written, so that a key the dataset holds twice
     /// comes out once.
-    emitted: std::sync::Mutex<HashSet<u32>>,
+    emitted: Arc<std::sync::Mutex<HashSet<u32>>>,
 }
 
-async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<PublishEntry>> {
+/// Rewrites one file. Runs as its own task (the context is owned), so files are decoded and
+/// encoded on every core.
+async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry>> {
     let RewriteContext {
         location,
         source,
@@ -837,7 +841,7 @@ async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<Publis
         file_schema,
         rule,
         ..
-    } = ctx;
+    } = &ctx;
     let describe = location.describe(&plan.meta.file.path);
     let reader = object_reader(location, &plan.meta.file);
     let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
@@ -848,15 +852,18 @@ async fn rewrite(ctx: &RewriteContext<'_>, plan: &FilePlan) -> Result<Vec<Publis
         .with_batch_size(8192)
         .build()
         .map_err(|e| Error::from_parquet(&describe, e))?;
-    let mut writer = DatasetWriter::new(
-        ctx.staging.clone(),
-        Arc::clone(file_schema),
-        ctx.write.clone(),
-    )?;
+    let mut write = ctx.write.clone();
+    write.plain_columns = plan
+        .meta
+        .dictionary_fallback_columns
+        .iter()
+        .cloned()
+        .collect();
+    let mut writer = DatasetWriter::new(ctx.staging.clone(), Arc::clone(file_schema), write)?;
     let source_rows = source.file_rows.clone();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-        let keys = file_keys(&batch, key, &plan.partition, converter)?;
+        let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
         let batch = widen_batch(&batch, file_schema)?;
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
@@ -1098,17 +1105,17 @@ async fn plan_and_run(
             }
         }
     }
-    let source = build_source(
+    let source = Arc::new(build_source(
         source_batches,
         &dataset_schema,
         &file_schema,
         &partitions,
         options,
-    )?;
+    )?);
     let distinct = source.rows.num_rows() as u64;
     report.target_count_before = metas.iter().map(|m| m.num_rows).sum();
 
-    let converter = KeyEncoder::new(&dataset_schema, &options.key)?;
+    let converter = Arc::new(KeyEncoder::new(&dataset_schema, &options.key)?);
     let file_key_cols: Vec<String> = options
         .key
         .iter()
@@ -1199,27 +1206,32 @@ async fn plan_and_run(
         .collect();
     report.files_key_scanned = candidates.len() as u64;
     {
-        // Futures are built first so that no closure lives in the stream's state.
-        let scans: Vec<_> = plans
-            .iter_mut()
-            .filter(|p| p.pruned.is_none())
-            .map(|plan| {
-                confirm(
-                    location,
-                    plan,
-                    &source,
-                    &options.key,
-                    &converter,
-                    &file_key_cols,
-                )
+        // Each scan is a spawned task on an owned copy of the file's plan (started lazily,
+        // FILES_IN_PARALLEL at a time), so key columns decode on every core.
+        let key = Arc::new(options.key.clone());
+        let cols = Arc::new(file_key_cols.clone());
+        let jobs: Vec<(usize, FilePlan)> =
+            candidates.iter().map(|&i| (i, plans[i].clone())).collect();
+        let scanned: Vec<(usize, FilePlan)> = futures::stream::iter(jobs)
+            .map(|(i, mut plan)| {
+                let (location, source) = (location.clone(), Arc::clone(&source));
+                let (key, converter, cols) =
+                    (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
+                tokio::spawn(async move {
+                    confirm(&location, &mut plan, &source, &key, &converter, &cols).await?;
+                    Ok::<_, Error>((i, plan))
+                })
             })
-            .collect();
-        let results: Vec<Result<()>> = futures::stream::iter(scans)
             .buffer_unordered(FILES_IN_PARALLEL)
-            .collect()
-            .await;
-        for r in results {
-            r?;
+            .map(|joined| {
+                joined.unwrap_or_else(|e| {
+                    Err(Error::Internal(format!("a key scan task failed: {e}")))
+                })
+            })
+            .try_collect()
+            .await?;
+        for (i, plan) in scanned {
+            plans[i] = plan;
         }
     }
     // A matched key must stay in its partition.
@@ -1368,10 +1380,10 @@ async fn execute(
     tx: &mut Transaction,
     location: &Location,
     to_rewrite: &[&FilePlan],
-    source: &Source,
+    source: &Arc<Source>,
     inserts: &[u32],
     key: &[String],
-    converter: &KeyEncoder,
+    converter: &Arc<KeyEncoder>,
     file_schema: &SchemaRef,
     dataset_schema: &SchemaRef,
     partitions: &[String],
@@ -1383,19 +1395,28 @@ async fn execute(
     write.partition_by = Vec::new();
     let staging = tx.staging();
     let ctx = RewriteContext {
-        location,
+        location: location.clone(),
         staging: staging.clone(),
-        source,
-        key,
-        converter,
-        file_schema,
+        source: Arc::clone(source),
+        key: Arc::new(key.to_vec()),
+        converter: Arc::clone(converter),
+        file_schema: Arc::clone(file_schema),
         write,
         rule,
-        emitted: std::sync::Mutex::new(HashSet::new()),
+        emitted: Arc::new(std::sync::Mutex::new(HashSet::new())),
     };
-    let rewrites: Vec<_> = to_rewrite.iter().map(|plan| rewrite(&ctx, plan)).collect();
-    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(rewrites)
+    // Each file is a spawned task (started lazily, FILES_IN_PARALLEL at a time), so the
+    // CPU work spreads over the runtime's threads.
+    let jobs: Vec<(RewriteContext, FilePlan)> = to_rewrite
+        .iter()
+        .map(|plan| (ctx.clone(), (*plan).clone()))
+        .collect();
+    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(jobs)
+        .map(|(ctx, plan)| tokio::spawn(rewrite(ctx, plan)))
         .buffered(FILES_IN_PARALLEL)
+        .map(|joined| {
+            joined.unwrap_or_else(|e| Err(Error::Internal(format!("a rewrite task failed: {e}"))))
+        })
         .try_collect()
         .await?;
     let mut outputs: Vec<(PublishEntry, FileOperation)> = rewritten

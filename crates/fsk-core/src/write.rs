@@ -200,6 +200,10 @@ pub struct WriteOptions {
     /// groups are then flushed every eighth of it, so the size is measured, not guessed,
     /// and memory stays bounded by that much per open file.
     pub max_file_bytes: Option<u64>,
+    /// Columns written without dictionary encoding (rewrites set this for columns whose
+    /// dictionary overflowed in the original file, so no time goes into a dictionary that
+    /// would be dropped).
+    pub plain_columns: Vec<String>,
 }
 
 impl Default for WriteOptions {
@@ -214,6 +218,7 @@ impl Default for WriteOptions {
             wait: None,
             bloom_filter_columns: Vec::new(),
             max_file_bytes: None,
+            plain_columns: Vec::new(),
         }
     }
 }
@@ -345,6 +350,10 @@ impl WriteOptions {
             .set_compression(self.compression.to_parquet()?)
             .set_max_row_group_row_count(Some(self.row_group_size))
             .set_created_by(format!("fsk {}", env!("CARGO_PKG_VERSION")));
+        for column in &self.plain_columns {
+            let path = parquet::schema::types::ColumnPath::from(column.as_str());
+            builder = builder.set_column_dictionary_enabled(path, false);
+        }
         for column in &self.bloom_filter_columns {
             let path = parquet::schema::types::ColumnPath::from(column.as_str());
             builder = builder
