@@ -373,26 +373,20 @@ async fn plan_and_run(
             .collect();
         // Each group is a spawned task (started lazily, GROUPS_IN_PARALLEL at a time), so
         // decoding and encoding spread over the runtime's threads.
-        let written: Vec<Result<Vec<PublishEntry>>> = futures::stream::iter(jobs)
-            .map(|(group, files)| {
-                tokio::spawn(rewrite_group(
+        let written = crate::tasks::run_bounded(
+            jobs.into_iter().map(|(group, files)| {
+                rewrite_group(
                     location.clone(),
                     staging.clone(),
                     options.clone(),
                     group,
                     files,
-                ))
-            })
-            .buffered(GROUPS_IN_PARALLEL)
-            .map(|joined| {
-                joined.unwrap_or_else(|e| {
-                    Err(Error::Internal(format!("a compaction task failed: {e}")))
-                })
-            })
-            .collect()
-            .await;
-        for (group, result) in groups.iter_mut().zip(written) {
-            let staged = result?;
+                )
+            }),
+            GROUPS_IN_PARALLEL,
+        )
+        .await?;
+        for (group, staged) in groups.iter_mut().zip(written) {
             let rows: u64 = staged.iter().map(|e| e.row_count).sum();
             if rows != group.rows {
                 return Err(Error::Internal(format!(

@@ -21,6 +21,7 @@ pub mod scan;
 pub mod schema;
 pub mod stats_types;
 pub mod storage;
+pub mod tasks;
 pub mod value;
 pub mod write;
 

@@ -1212,24 +1212,16 @@ async fn plan_and_run(
         let cols = Arc::new(file_key_cols.clone());
         let jobs: Vec<(usize, FilePlan)> =
             candidates.iter().map(|&i| (i, plans[i].clone())).collect();
-        let scanned: Vec<(usize, FilePlan)> = futures::stream::iter(jobs)
-            .map(|(i, mut plan)| {
-                let (location, source) = (location.clone(), Arc::clone(&source));
-                let (key, converter, cols) =
-                    (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
-                tokio::spawn(async move {
-                    confirm(&location, &mut plan, &source, &key, &converter, &cols).await?;
-                    Ok::<_, Error>((i, plan))
-                })
-            })
-            .buffer_unordered(FILES_IN_PARALLEL)
-            .map(|joined| {
-                joined.unwrap_or_else(|e| {
-                    Err(Error::Internal(format!("a key scan task failed: {e}")))
-                })
-            })
-            .try_collect()
-            .await?;
+        let scans = jobs.into_iter().map(|(i, mut plan)| {
+            let (location, source) = (location.clone(), Arc::clone(&source));
+            let (key, converter, cols) =
+                (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
+            async move {
+                confirm(&location, &mut plan, &source, &key, &converter, &cols).await?;
+                Ok::<_, Error>((i, plan))
+            }
+        });
+        let scanned = crate::tasks::run_bounded(scans, FILES_IN_PARALLEL).await?;
         for (i, plan) in scanned {
             plans[i] = plan;
         }
@@ -1411,14 +1403,11 @@ async fn execute(
         .iter()
         .map(|plan| (ctx.clone(), (*plan).clone()))
         .collect();
-    let rewritten: Vec<Vec<PublishEntry>> = futures::stream::iter(jobs)
-        .map(|(ctx, plan)| tokio::spawn(rewrite(ctx, plan)))
-        .buffered(FILES_IN_PARALLEL)
-        .map(|joined| {
-            joined.unwrap_or_else(|e| Err(Error::Internal(format!("a rewrite task failed: {e}"))))
-        })
-        .try_collect()
-        .await?;
+    let rewritten: Vec<Vec<PublishEntry>> = crate::tasks::run_bounded(
+        jobs.into_iter().map(|(ctx, plan)| rewrite(ctx, plan)),
+        FILES_IN_PARALLEL,
+    )
+    .await?;
     let mut outputs: Vec<(PublishEntry, FileOperation)> = rewritten
         .into_iter()
         .flatten()
