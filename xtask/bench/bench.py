@@ -49,7 +49,11 @@ def py(code):
 
 
 def duckdb_sql(sql):
-    return py(f"import duckdb\ncon = duckdb.connect()\ncon.execute({sql!r})\n")
+    return py(
+        "import duckdb\ncon = duckdb.connect()\n"
+        "con.execute('SET enable_progress_bar = false')\n"
+        f"con.execute({sql!r})\n"
+    )
 
 
 def generate(work, rows, layout):

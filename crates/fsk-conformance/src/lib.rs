@@ -175,6 +175,7 @@ checks!(
     read_checks::corrupt_file_is_named,
     read_checks::files_with_evolved_schemas_are_unified,
     read_checks::unsupported_operations_are_typed,
+    read_checks::access_denied_is_typed,
     commit_checks::failure_at_every_step_recovers_to_before_or_after,
     compact_checks::compact_merges_small_files_and_keeps_rows,
     compact_checks::compact_works_per_partition,

@@ -579,3 +579,64 @@ pub async fn unsupported_operations_are_typed(backend: &dyn DatasetBackend, fx: 
         (true, Err(e)) => panic!("sql is a capability but failed: {e}"),
     }
 }
+
+/// Access denied by the store (an S3 403, missing credentials) is the typed
+/// `PermissionDenied` error for every operation, naming the path and keeping the store's
+/// original message; nothing is changed.
+pub async fn access_denied_is_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let (counting, loc) = fx.counted("ds");
+    backend
+        .write(&loc, batches(vec![sample(0, 5)]), &WriteOptions::default())
+        .await
+        .expect("write");
+    counting.deny_all(true);
+    let check = |what: &str, result: Result<(), Error>| match result {
+        Err(Error::PermissionDenied { path, source }) => {
+            assert!(!path.is_empty(), "{what}: the path is named");
+            assert!(
+                source.to_string().contains("Access Denied"),
+                "{what}: the original message is kept: {source}"
+            );
+        }
+        other => panic!("{what}: expected PermissionDenied, got {other:?}"),
+    };
+    check(
+        "read",
+        backend
+            .read(&loc, &ReadOptions::default())
+            .await
+            .map(|_| ()),
+    );
+    check(
+        "stats",
+        backend.stats(&loc, &Default::default()).await.map(|_| ()),
+    );
+    check(
+        "write",
+        backend
+            .write(&loc, batches(vec![sample(5, 5)]), &WriteOptions::default())
+            .await
+            .map(|_| ()),
+    );
+    check(
+        "merge",
+        backend
+            .merge(
+                &loc,
+                batches(vec![sample(0, 2)]),
+                &fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert),
+            )
+            .await
+            .map(|_| ()),
+    );
+    check(
+        "compact",
+        backend
+            .compact(&loc, &fsk_core::compact::CompactOptions::new())
+            .await
+            .map(|_| ()),
+    );
+    counting.deny_all(false);
+    let (_, rows) = read_rows(backend, &loc, &ReadOptions::default()).await;
+    assert_eq!(rows.len(), 5, "nothing changed");
+}

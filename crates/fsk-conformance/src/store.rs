@@ -62,6 +62,7 @@ pub struct CountingStore {
 struct State {
     log: Mutex<Vec<Request>>,
     fail_every: AtomicU64,
+    deny: std::sync::atomic::AtomicBool,
     counter: AtomicU64,
     failures: AtomicU64,
 }
@@ -73,6 +74,12 @@ impl State {
             path: path.to_string(),
             ranges,
         });
+        if self.deny.load(Ordering::SeqCst) {
+            return Err(object_store::Error::PermissionDenied {
+                path: path.to_string(),
+                source: "AccessDenied: Access Denied (injected 403)".into(),
+            });
+        }
         let every = self.fail_every.load(Ordering::SeqCst);
         if every > 0 && self.counter.fetch_add(1, Ordering::SeqCst) % every == every - 1 {
             self.failures.fetch_add(1, Ordering::SeqCst);
@@ -110,6 +117,12 @@ impl CountingStore {
     pub fn fail_every(&self, n: u64) {
         self.state.counter.store(0, Ordering::SeqCst);
         self.state.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Refuses every request from now on with the store's permission-denied error, as S3
+    /// does with a 403 (`false` lets requests through again).
+    pub fn deny_all(&self, deny: bool) {
+        self.state.deny.store(deny, Ordering::SeqCst);
     }
 
     /// How many requests were failed on purpose.

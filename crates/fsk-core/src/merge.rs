@@ -279,13 +279,60 @@ struct Source {
     rows: RecordBatch,
     /// `rows` projected to the file schema (no partition columns).
     file_rows: RecordBatch,
-    /// Encoded key -> row in `rows`.
-    index: HashMap<Box<[u8]>, u32>,
+    /// Key -> row in `rows`.
+    index: KeyIndex,
     /// Each row's partition values, typed and displayed (see [`PartitionKey`]).
     parts: Vec<PartitionKey>,
     /// The first key column's values, sorted, so that a file's [min, max] is tested with two
     /// binary searches instead of a scan of every source key.
     first_key_sorted: ArrayRef,
+}
+
+/// Source keys -> row in [`Source::rows`]: a single integer key by its value (no encoding,
+/// a cheap hash), any other key by its row encoding.
+enum KeyIndex {
+    Int(HashMap<i64, u32, std::hash::BuildHasherDefault<IntHasher>>),
+    Rows(HashMap<Box<[u8]>, u32>),
+}
+
+/// One batch's keys, in the form of the index.
+enum BatchKeys {
+    Int(arrow::array::Int64Array),
+    Rows(arrow::row::Rows),
+}
+
+impl KeyIndex {
+    /// The source row holding the key of `row` in `keys`.
+    fn get(&self, keys: &BatchKeys, row: usize) -> Option<u32> {
+        match (self, keys) {
+            (KeyIndex::Int(map), BatchKeys::Int(values)) => map.get(&values.value(row)).copied(),
+            (KeyIndex::Rows(map), BatchKeys::Rows(rows)) => map.get(rows.row(row).data()).copied(),
+            _ => unreachable!("keys are encoded like the index"),
+        }
+    }
+}
+
+/// A hasher for integer keys: a multiply and a fold, so that ids that share their low bits
+/// (multiples of a power of two) still spread.
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        let x = (value ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 29);
+    }
+    fn write_i64(&mut self, value: i64) {
+        self.write_u64(value as u64);
+    }
 }
 
 impl Source {
@@ -426,13 +473,21 @@ fn build_source(
     let winners = dedup_indices(&all, &options.key, order_by, &converter.rows)?;
     let rows = arrow::compute::take_record_batch(&all, &UInt32Array::from(winners))
         .map_err(|e| Error::arrow("deduplicating the source", e))?;
-    let keys = converter
-        .rows
-        .convert_columns(&key_columns(&rows, &options.key, "source")?)
-        .map_err(|e| Error::arrow("encoding source keys", e))?;
-    let index = (0..rows.num_rows())
-        .map(|i| (Box::<[u8]>::from(keys.row(i).data()), i as u32))
-        .collect();
+    let index = match converter.encode(&key_columns(&rows, &options.key, "source")?)? {
+        BatchKeys::Int(values) => KeyIndex::Int(
+            values
+                .values()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v, i as u32))
+                .collect(),
+        ),
+        BatchKeys::Rows(keys) => KeyIndex::Rows(
+            (0..rows.num_rows())
+                .map(|i| (Box::<[u8]>::from(keys.row(i).data()), i as u32))
+                .collect(),
+        ),
+    };
     let file_rows = crate::scan::project_to(&rows, file_schema)?;
     let parts = crate::partition::row_values(&rows, partitions, "source")?;
     let first = rows
@@ -537,6 +592,9 @@ struct FilePlan {
     row_groups: Vec<usize>,
     /// Source rows matched by this file's keys (distinct).
     matched: Vec<u32>,
+    /// Each matching row of the file (its position in the file, in order) with its source
+    /// row, so that a rewrite places rows without looking keys up again.
+    matched_rows: Arc<Vec<(u64, u32)>>,
     pruned: Option<PruneStage>,
 }
 
@@ -703,6 +761,7 @@ async fn confirm(
 ) -> Result<()> {
     let describe = location.describe(&plan.meta.file.path);
     let mut matched: HashSet<u32> = HashSet::new();
+    let mut rows: Vec<(u64, u32)> = Vec::new();
     if !plan.row_groups.is_empty() {
         let schema = Arc::clone(&plan.meta.schema);
         let roots: Vec<usize> = schema
@@ -712,31 +771,48 @@ async fn confirm(
             .filter(|(_, f)| file_key_cols.contains(f.name()))
             .map(|(i, _)| i)
             .collect();
-        let reader = object_reader(location, &plan.meta.file);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            reader,
-            plan.meta.reader_metadata.clone(),
-        );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let mut stream = builder
-            .with_projection(mask)
-            .with_row_groups(plan.row_groups.clone())
-            .with_batch_size(65_536)
-            .build()
-            .map_err(|e| Error::from_parquet(&describe, e))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-            let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
-            for row in 0..batch.num_rows() {
-                if let Some(&s) = source.index.get(keys.row(row).data()) {
-                    matched.insert(s);
+        // Row groups one at a time, so each batch's position in the file is known.
+        let starts: Vec<u64> = plan
+            .meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .scan(0u64, |next, rg| {
+                let start = *next;
+                *next += rg.num_rows().max(0) as u64;
+                Some(start)
+            })
+            .collect();
+        for &rg in &plan.row_groups {
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                object_reader(location, &plan.meta.file),
+                plan.meta.reader_metadata.clone(),
+            );
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
+            let mut stream = builder
+                .with_projection(mask)
+                .with_row_groups(vec![rg])
+                .with_batch_size(65_536)
+                .build()
+                .map_err(|e| Error::from_parquet(&describe, e))?;
+            let mut position = starts[rg];
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
+                let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
+                for row in 0..batch.num_rows() {
+                    if let Some(s) = source.index.get(&keys, row) {
+                        matched.insert(s);
+                        rows.push((position + row as u64, s));
+                    }
                 }
+                position += batch.num_rows() as u64;
             }
         }
     }
     let mut matched: Vec<u32> = matched.into_iter().collect();
     matched.sort_unstable();
     plan.matched = matched;
+    plan.matched_rows = Arc::new(rows);
     Ok(())
 }
 
@@ -747,7 +823,7 @@ fn file_keys(
     key: &[String],
     partition: &HashMap<String, ScalarValue>,
     converter: &KeyEncoder,
-) -> Result<arrow::row::Rows> {
+) -> Result<BatchKeys> {
     let columns = key
         .iter()
         .zip(converter.key_types())
@@ -772,19 +848,36 @@ fn file_keys(
             Ok(column)
         })
         .collect::<Result<Vec<_>>>()?;
-    converter
-        .rows
-        .convert_columns(&columns)
-        .map_err(|e| Error::arrow("encoding target keys", e))
+    converter.encode(&columns)
 }
 
 /// Encodes key tuples of the dataset's key types into comparable bytes.
 struct KeyEncoder {
     rows: RowConverter,
     types: Vec<arrow::datatypes::DataType>,
+    /// A single integer key column: indexed by value.
+    int: bool,
 }
 
 impl KeyEncoder {
+    /// Key columns (of the dataset's key types, no nulls) in the index's form.
+    fn encode(&self, columns: &[ArrayRef]) -> Result<BatchKeys> {
+        if self.int {
+            let values = arrow::compute::cast(&columns[0], &arrow::datatypes::DataType::Int64)
+                .map_err(|e| Error::arrow("encoding keys", e))?;
+            let values = values
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("cast to Int64")
+                .clone();
+            return Ok(BatchKeys::Int(values));
+        }
+        self.rows
+            .convert_columns(columns)
+            .map(BatchKeys::Rows)
+            .map_err(|e| Error::arrow("encoding keys", e))
+    }
+
     fn new(schema: &Schema, key: &[String]) -> Result<Self> {
         let types = key
             .iter()
@@ -797,7 +890,12 @@ impl KeyEncoder {
             .collect::<Result<Vec<_>>>()?;
         let rows = RowConverter::new(types.iter().cloned().map(SortField::new).collect())
             .map_err(|e| Error::arrow("encoding keys", e))?;
-        Ok(KeyEncoder { rows, types })
+        use arrow::datatypes::DataType::*;
+        let int = matches!(
+            types.as_slice(),
+            [Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32]
+        );
+        Ok(KeyEncoder { rows, types, int })
     }
 
     fn key_types(&self) -> &[arrow::datatypes::DataType] {
@@ -820,8 +918,6 @@ struct RewriteContext {
     location: Location,
     staging: Staging,
     source: Arc<Source>,
-    key: Arc<Vec<String>>,
-    converter: Arc<KeyEncoder>,
     file_schema: SchemaRef,
     write: WriteOptions,
     rule: RewriteRule,
@@ -836,8 +932,6 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
     let RewriteContext {
         location,
         source,
-        key,
-        converter,
         file_schema,
         rule,
         ..
@@ -861,14 +955,25 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
         .collect();
     let mut writer = DatasetWriter::new(ctx.staging.clone(), Arc::clone(file_schema), write)?;
     let source_rows = source.file_rows.clone();
+    // Matches come from the key scan, in file order: no key is looked up again here.
+    let matches = &plan.matched_rows;
+    let mut next_match = 0;
+    let mut position: u64 = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-        let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
         let batch = widen_batch(&batch, file_schema)?;
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
-            match source.index.get(keys.row(row).data()) {
-                Some(&s) if rule.drop_unmatched => {
+            let at = position + row as u64;
+            let matched = match matches.get(next_match) {
+                Some(&(p, s)) if p == at => {
+                    next_match += 1;
+                    Some(s)
+                }
+                _ => None,
+            };
+            match matched {
+                Some(s) if rule.drop_unmatched => {
                     let first = ctx
                         .emitted
                         .lock()
@@ -878,12 +983,13 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
                         indices.push((1, s as usize));
                     }
                 }
-                Some(&s) if rule.replace_matches => indices.push((1, s as usize)),
+                Some(s) if rule.replace_matches => indices.push((1, s as usize)),
                 Some(_) => indices.push((0, row)),
                 None if rule.drop_unmatched => {}
                 None => indices.push((0, row)),
             }
         }
+        position += batch.num_rows() as u64;
         if indices.is_empty() {
             continue;
         }
@@ -1154,6 +1260,7 @@ async fn plan_and_run(
             part,
             partition,
             matched: Vec::new(),
+            matched_rows: Arc::new(Vec::new()),
             pruned: None,
         };
         if !full {
@@ -1350,8 +1457,6 @@ async fn plan_and_run(
         &to_rewrite,
         &source,
         &inserts,
-        &options.key,
-        &converter,
         &file_schema,
         &dataset_schema,
         &partitions,
@@ -1374,8 +1479,6 @@ async fn execute(
     to_rewrite: &[&FilePlan],
     source: &Arc<Source>,
     inserts: &[u32],
-    key: &[String],
-    converter: &Arc<KeyEncoder>,
     file_schema: &SchemaRef,
     dataset_schema: &SchemaRef,
     partitions: &[String],
@@ -1390,8 +1493,6 @@ async fn execute(
         location: location.clone(),
         staging: staging.clone(),
         source: Arc::clone(source),
-        key: Arc::new(key.to_vec()),
-        converter: Arc::clone(converter),
         file_schema: Arc::clone(file_schema),
         write,
         rule,
