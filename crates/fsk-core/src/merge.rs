@@ -281,8 +281,10 @@ struct Source {
     file_rows: RecordBatch,
     /// Key -> row in `rows`.
     index: KeyIndex,
-    /// Each row's partition values, typed and displayed (see [`PartitionKey`]).
-    parts: Vec<PartitionKey>,
+    /// Each row's partition: an index into `part_keys`.
+    parts: Vec<u32>,
+    /// The distinct partition values of the source, displayed (see [`PartitionKey`]).
+    part_keys: Vec<PartitionKey>,
     /// The first key column's values, sorted, so that a file's [min, max] is tested with two
     /// binary searches instead of a scan of every source key.
     first_key_sorted: ArrayRef,
@@ -471,8 +473,14 @@ fn build_source(
         &[]
     };
     let winners = dedup_indices(&all, &options.key, order_by, &converter.rows)?;
-    let rows = arrow::compute::take_record_batch(&all, &UInt32Array::from(winners))
-        .map_err(|e| Error::arrow("deduplicating the source", e))?;
+    drop(conformed);
+    // Winners are ascending: as many as rows means no duplicates, and no copy is needed.
+    let rows = if winners.len() == all.num_rows() {
+        all
+    } else {
+        arrow::compute::take_record_batch(&all, &UInt32Array::from(winners))
+            .map_err(|e| Error::arrow("deduplicating the source", e))?
+    };
     let index = match converter.encode(&key_columns(&rows, &options.key, "source")?)? {
         BatchKeys::Int(values) => KeyIndex::Int(
             values
@@ -489,7 +497,7 @@ fn build_source(
         ),
     };
     let file_rows = crate::scan::project_to(&rows, file_schema)?;
-    let parts = crate::partition::row_values(&rows, partitions, "source")?;
+    let (part_keys, parts) = crate::partition::group_rows(&rows, partitions, "source")?;
     let first = rows
         .column_by_name(&options.key[0])
         .expect("validated key column");
@@ -502,6 +510,7 @@ fn build_source(
         file_rows,
         index,
         parts,
+        part_keys,
         first_key_sorted,
     })
 }
@@ -1230,7 +1239,7 @@ async fn plan_and_run(
         .collect();
     let partition_pruning =
         !partitions.is_empty() && partitions.iter().all(|p| options.key.contains(p));
-    let source_parts: HashSet<&PartitionKey> = source.parts.iter().collect();
+    let source_parts: HashSet<&PartitionKey> = source.part_keys.iter().collect();
     // Insert never rewrites an existing file, whatever the rewrite mode.
     let full = mode == RewriteMode::Full && options.strategy != Strategy::Insert;
 
@@ -1337,7 +1346,9 @@ async fn plan_and_run(
     let mut matched_sources: HashSet<u32> = HashSet::new();
     for plan in &plans {
         for &s in &plan.matched {
-            if !partitions.is_empty() && source.parts[s as usize] != plan.part {
+            if !partitions.is_empty()
+                && source.part_keys[source.parts[s as usize] as usize] != plan.part
+            {
                 let key_text = options
                     .key
                     .iter()
@@ -1357,7 +1368,10 @@ async fn plan_and_run(
                         "the key lives in partition {} but the source puts it in {}; partition \
                          values cannot change for existing keys",
                         describe_partition(&partitions, &plan.part),
-                        describe_partition(&partitions, &source.parts[s as usize])
+                        describe_partition(
+                            &partitions,
+                            &source.part_keys[source.parts[s as usize] as usize],
+                        )
                     ),
                 ));
             }
@@ -1515,9 +1529,13 @@ async fn execute(
         .map(|e| (e, FileOperation::Rewritten))
         .collect();
     if !inserts.is_empty() || ends_empty {
-        let rows =
+        // Inserts are ascending source rows: all of them needs no copy.
+        let rows = if inserts.len() == source.rows.num_rows() {
+            source.rows.clone()
+        } else {
             arrow::compute::take_record_batch(&source.rows, &UInt32Array::from(inserts.to_vec()))
-                .map_err(|e| Error::arrow("selecting inserted rows", e))?;
+                .map_err(|e| Error::arrow("selecting inserted rows", e))?
+        };
         let insert_options = options.write.clone().with_partition_by(partitions.to_vec());
         let mut writer = DatasetWriter::new(staging, Arc::clone(dataset_schema), insert_options)?;
         writer.write(&rows).await?;

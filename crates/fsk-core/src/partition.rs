@@ -92,6 +92,57 @@ pub fn row_values(
         .collect())
 }
 
+/// Groups the rows of `batch` by their values of `columns`: the distinct values (displayed,
+/// as [`row_values`] gives them) in order of first appearance, and each row's group. Rows
+/// are compared by their row-encoded bytes, so nothing is formatted or allocated per row.
+pub fn group_rows(
+    batch: &arrow::array::RecordBatch,
+    columns: &[String],
+    context: &str,
+) -> Result<(Vec<Vec<Option<String>>>, Vec<u32>)> {
+    use arrow::row::{RowConverter, SortField};
+    if columns.is_empty() {
+        return Ok((vec![Vec::new()], vec![0; batch.num_rows()]));
+    }
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .cloned()
+                .ok_or_else(|| Error::column_not_found(c, context, &batch.schema()))
+        })
+        .collect::<Result<_>>()?;
+    let converter = RowConverter::new(
+        arrays
+            .iter()
+            .map(|a| SortField::new(a.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| Error::arrow("encoding partition values", e))?;
+    let encoded = converter
+        .convert_columns(&arrays)
+        .map_err(|e| Error::arrow("encoding partition values", e))?;
+    let mut firsts: Vec<usize> = Vec::new();
+    let mut index: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    let groups: Vec<u32> = (0..batch.num_rows())
+        .map(|row| {
+            *index.entry(encoded.row(row).data()).or_insert_with(|| {
+                firsts.push(row);
+                (firsts.len() - 1) as u32
+            })
+        })
+        .collect();
+    let values = firsts
+        .iter()
+        .map(|&row| {
+            row_values(&batch.slice(row, 1), columns, context)
+                .map(|mut v| v.pop().unwrap_or_default())
+        })
+        .collect::<Result<_>>()?;
+    Ok((values, groups))
+}
+
 /// The folder for one row's partition values: `a=1/b=x`.
 pub fn partition_dir(columns: &[String], values: &[Option<String>]) -> String {
     columns

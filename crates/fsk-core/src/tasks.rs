@@ -6,45 +6,47 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 
-/// Runs `jobs` as spawned tasks, at most `limit` at a time, and returns their results in
-/// order. On the first error the tasks still running are aborted and awaited before the
-/// error is returned, so nothing keeps writing into a transaction that is being rolled back.
+/// Runs `jobs` as spawned tasks, at most `limit` at a time (a finished task's slot is refilled
+/// at once, whatever the others do), and returns their results in job order. On the first
+/// error the tasks still running are aborted and awaited before the error is returned, so
+/// nothing keeps writing into a transaction that is being rolled back.
 pub async fn run_bounded<T, F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> Result<Vec<T>>
 where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    let mut pending = jobs.into_iter();
-    let mut running: std::collections::VecDeque<tokio::task::JoinHandle<Result<T>>> =
-        std::collections::VecDeque::new();
-    let mut done = Vec::new();
+    use futures::stream::FuturesUnordered;
+    let mut pending = jobs.into_iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let mut handles: Vec<tokio::task::AbortHandle> = Vec::new();
+    let mut done: Vec<Option<T>> = Vec::new();
     let limit = limit.max(1);
     loop {
         while running.len() < limit {
-            match pending.next() {
-                Some(job) => running.push_back(tokio::spawn(job)),
-                None => break,
-            }
+            let Some((i, job)) = pending.next() else {
+                break;
+            };
+            let task = tokio::spawn(job);
+            handles.push(task.abort_handle());
+            done.push(None);
+            running.push(async move { (i, task.await) });
         }
-        let Some(next) = running.pop_front() else {
-            return Ok(done);
+        let Some((i, joined)) = running.next().await else {
+            return Ok(done
+                .into_iter()
+                .map(|v| v.expect("every task finished"))
+                .collect());
         };
-        let outcome = match next.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::Internal(format!("a task failed: {e}"))),
-        };
+        let outcome =
+            joined.unwrap_or_else(|e| Err(Error::Internal(format!("a task failed: {e}"))));
         match outcome {
-            Ok(value) => done.push(value),
+            Ok(value) => done[i] = Some(value),
             Err(e) => {
-                for task in &running {
-                    task.abort();
+                for handle in &handles {
+                    handle.abort();
                 }
                 // Wait until every aborted task has stopped.
-                futures::stream::iter(running.drain(..))
-                    .for_each(|task| async {
-                        let _ = task.await;
-                    })
-                    .await;
+                while running.next().await.is_some() {}
                 return Err(e);
             }
         }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::ParquetObjectWriter;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit::{PublishEntry, Staging, random_token};
 use crate::error::{Error, Result};
-use crate::partition::{partition_dir, row_values};
+use crate::partition::{group_rows, partition_dir};
 
 /// What to do with existing data files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,54 +459,24 @@ impl DatasetWriter {
     }
 
     fn split_by_partition(&mut self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
-        use arrow::row::{RowConverter, SortField};
-        // Rows are grouped by the row-encoded bytes of their partition values (no allocation
-        // per row); each distinct group's folder is formatted once, from its first row.
-        let columns: Vec<ArrayRef> = self
-            .options
-            .partition_by
-            .iter()
-            .map(|c| {
-                batch.column_by_name(c).cloned().ok_or_else(|| {
-                    Error::column_not_found(c, "input (partition_by)", &batch.schema())
-                })
-            })
-            .collect::<Result<_>>()?;
-        let converter = RowConverter::new(
-            columns
-                .iter()
-                .map(|a| SortField::new(a.data_type().clone()))
-                .collect(),
-        )
-        .map_err(|e| Error::arrow("encoding partition values", e))?;
-        let encoded = converter
-            .convert_columns(&columns)
-            .map_err(|e| Error::arrow("encoding partition values", e))?;
-        let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
-        let mut index: HashMap<&[u8], usize> = HashMap::new();
-        for row in 0..batch.num_rows() {
-            let slot = *index.entry(encoded.row(row).data()).or_insert_with(|| {
-                groups.push((row as u32, Vec::new()));
-                groups.len() - 1
-            });
-            groups[slot].1.push(row as u32);
+        let (values, groups) =
+            group_rows(batch, &self.options.partition_by, "input (partition_by)")?;
+        if values.len() == 1 {
+            let dir = partition_dir(&self.options.partition_by, &values[0]);
+            return Ok(vec![(dir, batch.clone())]);
         }
-        groups
-            .into_iter()
-            .map(|(first, rows)| {
-                let values = row_values(
-                    &batch.slice(first as usize, 1),
-                    &self.options.partition_by,
-                    "input (partition_by)",
-                )?;
-                let dir = partition_dir(&self.options.partition_by, &values[0]);
-                let part = if rows.len() == batch.num_rows() {
-                    batch.clone()
-                } else {
-                    let indices = UInt32Array::from(rows);
-                    arrow::compute::take_record_batch(batch, &indices)
-                        .map_err(|e| Error::arrow("splitting a batch by partition", e))?
-                };
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); values.len()];
+        for (row, &group) in groups.iter().enumerate() {
+            rows[group as usize].push(row as u32);
+        }
+        values
+            .iter()
+            .zip(rows)
+            .map(|(values, rows)| {
+                let dir = partition_dir(&self.options.partition_by, values);
+                let indices = UInt32Array::from(rows);
+                let part = arrow::compute::take_record_batch(batch, &indices)
+                    .map_err(|e| Error::arrow("splitting a batch by partition", e))?;
                 Ok((dir, part))
             })
             .collect()
