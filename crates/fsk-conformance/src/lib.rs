@@ -148,6 +148,7 @@ checks!(
     write_checks::bad_basename_template_writes_nothing,
     write_checks::empty_input_writes_one_empty_file,
     write_checks::codecs_are_applied,
+    write_checks::dictionaries_only_where_values_repeat,
     write_checks::large_files_use_multipart_uploads,
     write_checks::partition_by_writes_hive_folders,
     write_checks::partition_values_are_encoded,

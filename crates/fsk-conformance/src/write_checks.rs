@@ -301,6 +301,42 @@ pub async fn large_files_use_multipart_uploads(backend: &dyn DatasetBackend, fx:
     assert_eq!(read, rows(&[batch]), "the large file reads back intact");
 }
 
+/// Nearly-distinct columns are written without a dictionary; columns with repeats keep one.
+pub async fn dictionaries_only_where_values_repeat(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    let n = 5000i64;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("cat", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("cat-{}", i % 7)),
+            )),
+        ],
+    )
+    .expect("batch");
+    let report = backend
+        .write(&loc, batches(vec![batch.clone()]), &WriteOptions::default())
+        .await
+        .expect("write");
+    let meta = footer(&loc, &report.files[0].path).await;
+    let rg = meta.metadata().row_group(0);
+    let column = |name: &str| {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .expect("column")
+            .dictionary_page_offset()
+    };
+    assert!(column("id").is_none(), "distinct ids: no dictionary");
+    assert!(column("cat").is_some(), "7 values: a dictionary");
+    let (_, got) = read_rows(backend, &loc, &ReadOptions::default()).await;
+    assert_eq!(got, rows(&[batch]));
+}
+
 /// Every codec lands in the footer.
 pub async fn codecs_are_applied(backend: &dyn DatasetBackend, fx: &Fixture) {
     for (codec, expected) in [

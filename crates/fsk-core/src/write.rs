@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, UInt32Array};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
@@ -417,6 +417,7 @@ pub struct DatasetWriter {
     open: HashMap<String, OpenFile>,
     open_order: Vec<String>,
     finished: Vec<PublishEntry>,
+    encodings_chosen: bool,
 }
 
 /// How many partition files may be open at once before the least recent is closed.
@@ -436,6 +437,7 @@ impl DatasetWriter {
             open: HashMap::new(),
             open_order: Vec::new(),
             finished: Vec::new(),
+            encodings_chosen: false,
         })
     }
 
@@ -449,6 +451,7 @@ impl DatasetWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.choose_encodings(batch)?;
         if self.options.partition_by.is_empty() {
             return self.write_to("", batch).await;
         }
@@ -508,7 +511,56 @@ impl DatasetWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.choose_encodings(batch)?;
         self.write_rows(dir, batch).await
+    }
+
+    /// On the first batch, unless the caller chose [`WriteOptions::plain_columns`]: columns
+    /// whose sampled values are nearly all distinct (ids, measures, timestamps, free text)
+    /// are written without a dictionary, which would only overflow or cost more than it
+    /// saves. Columns with repeats keep the dictionary.
+    fn choose_encodings(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.encodings_chosen {
+            return Ok(());
+        }
+        self.encodings_chosen = true;
+        if !self.options.plain_columns.is_empty() {
+            return Ok(());
+        }
+        const SAMPLE: usize = 8192;
+        const MIN_SAMPLE: usize = 1024;
+        let rows = batch.num_rows().min(SAMPLE);
+        if rows < MIN_SAMPLE {
+            return Ok(());
+        }
+        let mut plain = Vec::new();
+        for field in self.file_schema.fields() {
+            let Some(column) = batch.column_by_name(field.name()) else {
+                continue;
+            };
+            let sampled = column.slice(0, rows);
+            if sampled.data_type().is_nested() || *sampled.data_type() == DataType::Boolean {
+                continue;
+            }
+            let Ok(converter) = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(
+                sampled.data_type().clone(),
+            )]) else {
+                continue;
+            };
+            let Ok(encoded) = converter.convert_columns(&[sampled]) else {
+                continue;
+            };
+            let distinct: std::collections::HashSet<&[u8]> =
+                (0..rows).map(|i| encoded.row(i).data()).collect();
+            if distinct.len() * 10 >= rows * 9 {
+                plain.push(field.name().clone());
+            }
+        }
+        if !plain.is_empty() {
+            self.options.plain_columns = plain;
+            self.properties = self.options.writer_properties()?;
+        }
+        Ok(())
     }
 
     async fn write_to(&mut self, dir: &str, batch: &RecordBatch) -> Result<()> {
