@@ -807,7 +807,7 @@ async fn confirm(
             let mut position = starts[rg];
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-                let keys = file_keys(&batch, &key[..], &plan.partition, converter)?;
+                let keys = file_keys(&batch, key, &plan.partition, converter)?;
                 for row in 0..batch.num_rows() {
                     if let Some(s) = source.index.get(&keys, row) {
                         matched.insert(s);

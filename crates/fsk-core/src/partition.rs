@@ -92,6 +92,9 @@ pub fn row_values(
         .collect())
 }
 
+/// Distinct partition values (as [`row_values`] gives them) and each row's index into them.
+pub type RowGroups = (Vec<Vec<Option<String>>>, Vec<u32>);
+
 /// Groups the rows of `batch` by their values of `columns`: the distinct values (displayed,
 /// as [`row_values`] gives them) in order of first appearance, and each row's group. Rows
 /// are compared by their row-encoded bytes, so nothing is formatted or allocated per row.
@@ -99,7 +102,7 @@ pub fn group_rows(
     batch: &arrow::array::RecordBatch,
     columns: &[String],
     context: &str,
-) -> Result<(Vec<Vec<Option<String>>>, Vec<u32>)> {
+) -> Result<RowGroups> {
     use arrow::row::{RowConverter, SortField};
     if columns.is_empty() {
         return Ok((vec![Vec::new()], vec![0; batch.num_rows()]));
