@@ -447,3 +447,23 @@ pub async fn compact_errors_are_typed(backend: &dyn DatasetBackend, fx: &Fixture
     );
     assert_eq!(all_objects(&loc).await, before);
 }
+
+/// A folder of files without rows is left alone: compaction never removes the only files that
+/// carry the schema.
+pub async fn compact_leaves_files_without_rows(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    for _ in 0..2 {
+        backend
+            .write(&loc, batches(vec![]), &WriteOptions::default())
+            .await
+            .expect("empty write");
+    }
+    let before = all_objects(&loc).await;
+    assert_eq!(data_files(&loc).await.len(), 2);
+    let report = compact(backend, &loc, CompactOptions::new()).await;
+    assert!(report.groups.is_empty(), "{:?}", report.groups);
+    assert_eq!((report.files_before, report.files_after), (2, 2));
+    assert_eq!(all_objects(&loc).await, before);
+    let (schema, rows) = read_rows(backend, &loc, &ReadOptions::default()).await;
+    assert!(rows.is_empty() && schema.field_with_name("id").is_ok());
+}

@@ -184,6 +184,7 @@ checks!(
     compact_checks::compact_dry_run_writes_nothing,
     compact_checks::compact_unifies_evolved_schemas,
     compact_checks::compact_errors_are_typed,
+    compact_checks::compact_leaves_files_without_rows,
     merge_checks::upsert_updates_and_inserts,
     merge_checks::composite_keys_match_whole_tuples,
     merge_checks::insert_adds_only_new_keys,

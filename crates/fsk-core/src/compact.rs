@@ -351,6 +351,16 @@ async fn plan_and_run(
         .into_iter()
         .map(|m| (m.file.relative.clone(), m))
         .collect();
+    // A group of files that hold no rows at all is left alone: rewriting it would write
+    // nothing and remove the files that carry the schema.
+    let plan: Vec<PlannedGroup> = plan
+        .into_iter()
+        .filter(|g| g.inputs.iter().any(|r| metas[r].num_rows > 0))
+        .collect();
+    let metas: BTreeMap<String, FileMeta> = metas
+        .into_iter()
+        .filter(|(r, _)| plan.iter().any(|g| g.inputs.contains(r)))
+        .collect();
     let preserved = all.len() - metas.len();
     let mut groups: Vec<CompactedGroup> = plan
         .iter()
