@@ -204,6 +204,7 @@ checks!(
     merge_checks::failing_store_fails_cleanly_and_recovers,
     merge_checks::merge_edge_cases,
     merge_checks::bloom_filters_prune_before_the_key_scan,
+    merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
 );
 
 /// Runs every check on every store of [`stores_under_test`]; panics listing every failure.

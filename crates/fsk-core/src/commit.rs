@@ -243,6 +243,9 @@ impl Staging {
 struct Lease {
     path: Path,
     renewer: tokio::task::JoinHandle<()>,
+    /// Set by the renewer when the lease object no longer names this transaction (another
+    /// writer broke it after renewals failed for longer than its lifetime).
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An open transaction: holds the lease, collects staged files and removals, commits.
@@ -318,8 +321,18 @@ async fn acquire_lease(
                 if let Ok(mut active) = active_transactions().lock() {
                     active.insert(txn.to_string());
                 }
-                let renewer = spawn_renewer(location.clone(), path.clone(), info);
-                return Ok(Lease { path, renewer });
+                let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let renewer = spawn_renewer(
+                    location.clone(),
+                    path.clone(),
+                    info,
+                    std::sync::Arc::clone(&lost),
+                );
+                return Ok(Lease {
+                    path,
+                    renewer,
+                    lost,
+                });
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let holder = read_lease(location, &path).await?;
@@ -365,25 +378,77 @@ async fn acquire_lease(
     }
 }
 
+/// Renews the lease every third of its lifetime, only while the lease object still names
+/// this transaction: the renewal is a conditional put on the version just read (where the
+/// store supports it), so a lease another writer took over is never overwritten. A lost
+/// lease sets `lost` and stops the renewer; the commit then refuses to write its journal.
 fn spawn_renewer(
     location: Location,
     path: Path,
     mut info: LeaseInfo,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(LEASE_TTL / 3).await;
+            let current = match location.store().get(&path).await {
+                Ok(got) => {
+                    let version = object_store::UpdateVersion {
+                        e_tag: got.meta.e_tag.clone(),
+                        version: got.meta.version.clone(),
+                    };
+                    got.bytes()
+                        .await
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+                        .map(|holder| (holder, version))
+                }
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(_) => {
+                    tracing::warn!("could not read the dataset lease to renew it");
+                    continue;
+                }
+            };
+            let Some((holder, version)) = current.filter(|(h, _)| h.txn == info.txn) else {
+                tracing::warn!("the dataset lease was taken over; this operation will not commit");
+                lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            };
+            let _ = holder;
             info.expires_at_ms = now_ms() + LEASE_TTL.as_millis() as u64;
             let Ok(body) = serde_json::to_vec(&info) else {
                 return;
             };
-            if location
-                .store()
-                .put(&path, PutPayload::from(Bytes::from(body)))
-                .await
-                .is_err()
-            {
-                tracing::warn!("could not renew the dataset lease");
+            let payload = PutPayload::from(Bytes::from(body));
+            let conditional = version.e_tag.is_some() || version.version.is_some();
+            let result = if conditional {
+                match location
+                    .store()
+                    .put_opts(
+                        &path,
+                        payload.clone(),
+                        PutOptions::from(PutMode::Update(version)),
+                    )
+                    .await
+                {
+                    Err(object_store::Error::NotImplemented { .. }) => {
+                        location.store().put(&path, payload).await.map(|_| ())
+                    }
+                    other => other.map(|_| ()),
+                }
+            } else {
+                location.store().put(&path, payload).await.map(|_| ())
+            };
+            match result {
+                Ok(()) => {}
+                Err(object_store::Error::Precondition { .. }) => {
+                    tracing::warn!(
+                        "the dataset lease changed while renewing; this operation will not commit"
+                    );
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                Err(_) => tracing::warn!("could not renew the dataset lease"),
             }
         }
     })
@@ -477,6 +542,7 @@ impl Transaction {
 
     async fn commit_inner(&mut self) -> Result<Vec<PublishedFile>> {
         failpoints::failpoint("commit.before_journal", &self.location)?;
+        self.ensure_lease().await?;
         let journal = Journal {
             txn: self.txn.clone(),
             operation: self.operation.clone(),
@@ -497,6 +563,28 @@ impl Transaction {
             .map_err(|e| Error::from_store(self.location.describe(&path), e))?;
         failpoints::failpoint("commit.after_journal", &self.location)?;
         apply_journal(&self.location, &journal).await
+    }
+
+    /// Fails with [`Error::Conflict`] unless the lease still names this transaction: a
+    /// journal is written only under a lease this writer holds.
+    async fn ensure_lease(&self) -> Result<()> {
+        let Some(lease) = &self.lease else {
+            return Err(Error::Internal("commit without a lease".into()));
+        };
+        let holder = read_lease(&self.location, &lease.path).await?;
+        let lost = lease.lost.load(std::sync::atomic::Ordering::SeqCst);
+        match holder {
+            Some(h) if h.txn == self.txn && !lost => Ok(()),
+            other => Err(Error::Conflict {
+                path: self.location.to_string(),
+                holder: format!(
+                    "the lease was lost (now {})",
+                    other
+                        .map(|h| h.describe())
+                        .unwrap_or_else(|| "held by nobody".to_string())
+                ),
+            }),
+        }
     }
 
     async fn journal_exists(&self) -> Option<bool> {
@@ -522,7 +610,14 @@ impl Transaction {
     async fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
             lease.renewer.abort();
-            let _ = self.location.store().delete(&lease.path).await;
+            // Delete the lease only while it is still ours: never another writer's.
+            let ours = matches!(
+                read_lease(&self.location, &lease.path).await,
+                Ok(Some(h)) if h.txn == self.txn
+            );
+            if ours {
+                let _ = self.location.store().delete(&lease.path).await;
+            }
             if let Ok(mut active) = active_transactions().lock() {
                 active.remove(&self.txn);
             }
@@ -770,6 +865,44 @@ mod tests {
         first.abort().await;
         let again = Transaction::begin(&loc, "merge", None).await.unwrap();
         again.abort().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_never_commits_nor_deletes_the_new_holders_lease() {
+        let loc = Location::parse("memory://commit-lost/ds").unwrap();
+        let mut tx = Transaction::begin(&loc, "compact", None).await.unwrap();
+        // Another writer broke the lease (renewals failed past its lifetime) and took it.
+        let other = LeaseInfo {
+            owner: "elsewhere:1".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            operation: "merge".into(),
+            txn: "other-txn".into(),
+            expires_at_ms: now_ms() + 60_000,
+        };
+        let path = lease_path(&loc);
+        loc.store()
+            .put(&path, PutPayload::from(serde_json::to_vec(&other).unwrap()))
+            .await
+            .unwrap();
+        tx.remove("part-1.parquet");
+        let err = tx.commit().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict { .. }) && err.to_string().contains("lost"),
+            "{err}"
+        );
+        let journals: Vec<_> = loc
+            .store()
+            .list(Some(&loc.child("_fsk/txn")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(journals.is_empty(), "no journal under a lost lease");
+        let holder = read_lease(&loc, &path).await.unwrap().unwrap();
+        assert_eq!(
+            holder.txn, "other-txn",
+            "the new holder's lease is untouched"
+        );
     }
 
     #[tokio::test]

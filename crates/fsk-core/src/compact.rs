@@ -274,8 +274,14 @@ pub async fn compact(
     let started = Instant::now();
     options.validate()?;
     reject_file_path(location).await?;
+    if options.dry_run {
+        // A dry run only reads: no lease, no recovery, nothing written (as for merge).
+        let (mut report, _) = plan_and_run(engine, location, options, None).await?;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
     let mut tx = Transaction::begin(location, "compact", options.wait).await?;
-    let outcome = plan_and_run(engine, location, options, &tx.staging()).await;
+    let outcome = plan_and_run(engine, location, options, Some(&tx.staging())).await;
     let (mut report, entries) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -318,7 +324,7 @@ async fn plan_and_run(
     engine: &str,
     location: &Location,
     options: &CompactOptions,
-    staging: &Staging,
+    staging: Option<&Staging>,
 ) -> Result<(CompactReport, Vec<PublishEntry>)> {
     // Listed under the lease: nothing changes between this listing and the commit.
     let all = match listing::list(location).await? {
@@ -373,7 +379,7 @@ async fn plan_and_run(
         })
         .collect();
     let mut entries = Vec::new();
-    if !options.dry_run && !plan.is_empty() {
+    if let Some(staging) = staging.filter(|_| !options.dry_run && !plan.is_empty()) {
         let jobs: Vec<(PlannedGroup, Vec<FileMeta>)> = plan
             .iter()
             .map(|group| {

@@ -725,6 +725,17 @@ async fn prune_by_bloom(
     let Some(keys) = source.rows.column_by_name(key).cloned() else {
         return Ok(());
     };
+    // The filter hashes values in the file's own physical width: an older file that holds
+    // the key narrower (int32 in an int64 dataset) would be probed with the wrong bytes and
+    // pruned wrongly. Only a file whose key type equals the dataset's is pruned this way.
+    let same_type = plan
+        .meta
+        .schema
+        .field_with_name(key)
+        .is_ok_and(|f| f.data_type() == keys.data_type());
+    if !same_type {
+        return Ok(());
+    }
     let descr = plan.meta.metadata().file_metadata().schema_descr_ptr();
     let Some(column) = descr
         .columns()

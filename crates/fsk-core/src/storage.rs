@@ -249,16 +249,18 @@ impl Location {
                 if let Ok(connection) = std::env::var("AZURE_STORAGE_CONNECTION_STRING") {
                     expanded = AzureOptions::from_connection_string(&connection)?.into();
                 }
-                for (key, value) in options.iter() {
-                    if matches!(key, "azure_storage_connection_string" | "connection_string") {
-                        let from: StorageOptions =
-                            AzureOptions::from_connection_string(value)?.into();
-                        for (k, v) in from.iter() {
-                            expanded = expanded.with(k, v);
-                        }
-                    } else {
-                        expanded = expanded.with(key, value);
+                // Connection strings first, then explicit keys, which win.
+                let is_connection = |key: &str| {
+                    matches!(key, "azure_storage_connection_string" | "connection_string")
+                };
+                for (_, value) in options.iter().filter(|(k, _)| is_connection(k)) {
+                    let from: StorageOptions = AzureOptions::from_connection_string(value)?.into();
+                    for (k, v) in from.iter() {
+                        expanded = expanded.with(k, v);
                     }
+                }
+                for (key, value) in options.iter().filter(|(k, _)| !is_connection(k)) {
+                    expanded = expanded.with(key, value);
                 }
                 for (key, value) in expanded.iter() {
                     let config = object_store::azure::AzureConfigKey::from_str(key)

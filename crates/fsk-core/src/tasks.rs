@@ -2,23 +2,20 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
-
 use crate::error::{Error, Result};
 
 /// Runs `jobs` as spawned tasks, at most `limit` at a time (a finished task's slot is refilled
 /// at once, whatever the others do), and returns their results in job order. On the first
 /// error the tasks still running are aborted and awaited before the error is returned, so
-/// nothing keeps writing into a transaction that is being rolled back.
+/// nothing keeps writing into a transaction that is being rolled back; if the caller drops
+/// this future, the tasks are aborted too (they live in a `JoinSet`).
 pub async fn run_bounded<T, F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> Result<Vec<T>>
 where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
 {
-    use futures::stream::FuturesUnordered;
     let mut pending = jobs.into_iter().enumerate();
-    let mut running = FuturesUnordered::new();
-    let mut handles: Vec<tokio::task::AbortHandle> = Vec::new();
+    let mut running: tokio::task::JoinSet<(usize, Result<T>)> = tokio::task::JoinSet::new();
     let mut done: Vec<Option<T>> = Vec::new();
     let limit = limit.max(1);
     loop {
@@ -26,27 +23,28 @@ where
             let Some((i, job)) = pending.next() else {
                 break;
             };
-            let task = tokio::spawn(job);
-            handles.push(task.abort_handle());
             done.push(None);
-            running.push(async move { (i, task.await) });
+            running.spawn(async move { (i, job.await) });
         }
-        let Some((i, joined)) = running.next().await else {
+        let Some(joined) = running.join_next().await else {
             return Ok(done
                 .into_iter()
                 .map(|v| v.expect("every task finished"))
                 .collect());
         };
-        let outcome =
-            joined.unwrap_or_else(|e| Err(Error::Internal(format!("a task failed: {e}"))));
+        let (i, outcome) = match joined {
+            Ok(pair) => pair,
+            Err(e) => (
+                usize::MAX,
+                Err(Error::Internal(format!("a task failed: {e}"))),
+            ),
+        };
         match outcome {
             Ok(value) => done[i] = Some(value),
             Err(e) => {
-                for handle in &handles {
-                    handle.abort();
-                }
+                running.abort_all();
                 // Wait until every aborted task has stopped.
-                while running.next().await.is_some() {}
+                while running.join_next().await.is_some() {}
                 return Err(e);
             }
         }
