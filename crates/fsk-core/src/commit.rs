@@ -272,6 +272,27 @@ impl std::fmt::Debug for Transaction {
     }
 }
 
+/// The largest object S3 copies in one request (a single-part copy). Publishing copies each
+/// staged file once, so a larger file could never be published.
+pub const S3_MAX_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Refuses, before the journal exists, a transaction whose publish could never succeed: a
+/// journal that cannot be applied would make every later recovery fail.
+fn check_publishable(location: &Location, publish: &[PublishEntry]) -> Result<()> {
+    if location.kind() != crate::storage::StoreKind::S3 {
+        return Ok(());
+    }
+    match publish.iter().find(|e| e.size_bytes > S3_MAX_COPY_BYTES) {
+        Some(entry) => Err(Error::invalid_argument(
+            "file size",
+            format!("{} ({} bytes)", entry.target, entry.size_bytes),
+            "S3 cannot copy an object over 5 GiB in one request, and publishing copies each \
+             new file once; split the output (max_rows_per_file, partition_by)",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn lease_path(location: &Location) -> Path {
     location.child(&format!("{FSK_DIR}/lease.json"))
 }
@@ -542,6 +563,7 @@ impl Transaction {
 
     async fn commit_inner(&mut self) -> Result<Vec<PublishedFile>> {
         failpoints::failpoint("commit.before_journal", &self.location)?;
+        check_publishable(&self.location, &self.publish)?;
         self.ensure_lease().await?;
         let journal = Journal {
             txn: self.txn.clone(),
@@ -903,6 +925,28 @@ mod tests {
             holder.txn, "other-txn",
             "the new holder's lease is untouched"
         );
+    }
+
+    #[test]
+    fn files_s3_cannot_copy_are_refused_before_the_journal() {
+        let s3 = Location::parse_with_options(
+            "s3://bucket/ds",
+            &crate::storage::StorageOptions::new()
+                .with("aws_region", "us-east-1")
+                .with("aws_endpoint", "http://127.0.0.1:9"),
+        )
+        .unwrap();
+        let entry = |size| PublishEntry {
+            staged: "_fsk/staging/t/big.parquet".into(),
+            target: "big.parquet".into(),
+            size_bytes: size,
+            row_count: 1,
+        };
+        assert!(check_publishable(&s3, &[entry(S3_MAX_COPY_BYTES)]).is_ok());
+        let err = check_publishable(&s3, &[entry(S3_MAX_COPY_BYTES + 1)]).unwrap_err();
+        assert!(err.to_string().contains("big.parquet"), "{err}");
+        let local = Location::parse("/tmp/ds").unwrap();
+        assert!(check_publishable(&local, &[entry(S3_MAX_COPY_BYTES + 1)]).is_ok());
     }
 
     #[tokio::test]
