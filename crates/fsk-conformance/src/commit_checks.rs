@@ -11,7 +11,7 @@ use fsk_core::merge::{MergeOptions, Strategy};
 use fsk_core::write::{WriteMode, WriteOptions};
 
 use crate::Fixture;
-use crate::data::{all_objects, batches, read_rows};
+use crate::data::{batches, fsk_leftovers, read_rows};
 use crate::merge_checks::rows_of;
 
 #[derive(Clone, Copy, Debug)]
@@ -124,11 +124,7 @@ pub async fn failure_at_every_step_recovers_to_before_or_after(
                     crate::data::data_files(&loc).await.into_iter().collect();
                 assert_eq!(files, before_files, "{op:?} {point}: the same files");
             }
-            let leftovers: Vec<String> = all_objects(&loc)
-                .await
-                .into_iter()
-                .filter(|p| p.starts_with("_fsk/"))
-                .collect();
+            let leftovers = fsk_leftovers(&loc).await;
             assert!(
                 leftovers.is_empty(),
                 "{op:?} {point}: leftovers {leftovers:?}"

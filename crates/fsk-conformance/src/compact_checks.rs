@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use object_store::ObjectStoreExt;
 
 use fsk_core::Location;
 use fsk_core::backend::{DatasetBackend, ReadOptions};
@@ -15,7 +14,7 @@ use fsk_core::error::Error;
 use fsk_core::write::WriteOptions;
 
 use crate::Fixture;
-use crate::data::{all_objects, batches, data_files, read_rows, sample};
+use crate::data::{all_objects, batches, copy_in, data_files, fsk_leftovers, read_rows, sample};
 
 async fn sorted_rows(backend: &dyn DatasetBackend, loc: &Location) -> Vec<String> {
     let mut rows = read_rows(backend, loc, &ReadOptions::default()).await.1;
@@ -72,11 +71,6 @@ async fn sizes(loc: &Location) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn no_leftovers(objects: &[String]) {
-    let leftovers: Vec<&String> = objects.iter().filter(|p| p.starts_with("_fsk/")).collect();
-    assert!(leftovers.is_empty(), "leftovers {leftovers:?}");
-}
-
 /// Ten small files and one large one: the small ones become one file holding their rows in
 /// file-name order; the large one keeps its name and bytes; the report is exact.
 pub async fn compact_merges_small_files_and_keeps_rows(backend: &dyn DatasetBackend, fx: &Fixture) {
@@ -107,38 +101,30 @@ pub async fn compact_merges_small_files_and_keeps_rows(backend: &dyn DatasetBack
     }
 
     counting.take();
-    let report = compact(
-        backend,
-        &loc,
-        CompactOptions::new()
-            .with_target_file_size(64 << 20)
-            .with_min_file_size(threshold),
-    )
-    .await;
+    let options = CompactOptions::new()
+        .with_target_file_size(64 << 20)
+        .with_min_file_size(threshold);
+    let report = compact(backend, &loc, options.clone()).await;
     // Round trips, so that a regression shows: one footer read and one data read per input,
     // two reads of the lease (still ours before the journal, and before release);
     // the lease, the new file and the journal (3 PUTs); one copy to publish; the 10 inputs,
     // the journal and the lease deleted; 4 listings (recovery's `_fsk/txn` and
     // `_fsk/staging`, the dataset, the transaction's staging folder).
-    let counts = crate::store::counts(&counting.take());
-    eprintln!(
-        "requests of a compaction of 10 small files (1 large kept) on {:?}: {counts:?}",
-        fx.kind()
-    );
     use crate::store::Kind;
-    for (kind, budget) in [
-        (Kind::Get, 10 + 10 + 2),
-        (Kind::Put, 3),
-        (Kind::List, 4),
-        (Kind::Delete, 10 + 2),
-        (Kind::Copy, 1),
-    ] {
-        let n = counts.get(&kind).copied().unwrap_or(0);
-        assert!(
-            n <= budget,
-            "{kind:?}: {n} requests, budget {budget}: {counts:?}"
-        );
-    }
+    crate::store::assert_within_budget(
+        &format!(
+            "a compaction of 10 small files (1 large kept) on {:?}",
+            fx.kind()
+        ),
+        &counting.take(),
+        &[
+            (Kind::Get, 10 + 10 + 2),
+            (Kind::Put, 3),
+            (Kind::List, 4),
+            (Kind::Delete, 10 + 2),
+            (Kind::Copy, 1),
+        ],
+    );
     assert_eq!(report.engine, backend.name());
     assert!(!report.dry_run);
     assert_eq!((report.files_before, report.files_after), (11, 2));
@@ -173,20 +159,13 @@ pub async fn compact_merges_small_files_and_keeps_rows(backend: &dyn DatasetBack
         in_name_order,
         "rows in input order"
     );
-    no_leftovers(&all_objects(&loc).await);
+    assert_eq!(fsk_leftovers(&loc).await, Vec::<String>::new());
 
     // Nothing left to do: a second run changes nothing.
-    let again = compact(
-        backend,
-        &loc,
-        CompactOptions::new()
-            .with_target_file_size(64 << 20)
-            .with_min_file_size(threshold),
-    )
-    .await;
+    let again = compact(backend, &loc, options).await;
     assert!(again.groups.is_empty() && again.removed_files.is_empty());
     assert_eq!(sizes(&loc).await, after_files);
-    no_leftovers(&all_objects(&loc).await);
+    assert_eq!(fsk_leftovers(&loc).await, Vec::<String>::new());
 }
 
 /// Hive folders compact separately and keep their folder; a partition filter limits the
@@ -264,31 +243,9 @@ pub async fn compact_works_per_partition(backend: &dyn DatasetBackend, fx: &Fixt
 pub async fn compact_packs_groups_up_to_the_target(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
     // Six files of ~20 KB of incompressible text.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
     for f in 0..6i64 {
-        let notes: Vec<String> = (0..40)
-            .map(|_| {
-                (0..500)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        char::from(b'0' + (state % 64) as u8)
-                    })
-                    .collect()
-            })
-            .collect();
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("note", DataType::Utf8, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from_iter_values(f * 40..f * 40 + 40)) as ArrayRef,
-                Arc::new(StringArray::from(notes)),
-            ],
-        )
-        .expect("batch");
+        let batch =
+            crate::data::noise_rows(f * 40..f * 40 + 40, 500, 0x2545_f491_4f6c_dd1d + f as u64);
         append(backend, &loc, batch).await;
     }
     let before = sorted_rows(backend, &loc).await;
@@ -352,29 +309,22 @@ pub async fn compact_dry_run_writes_nothing(backend: &dyn DatasetBackend, fx: &F
 /// file with the unified schema; the rows read the same.
 pub async fn compact_unifies_evolved_schemas(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");
-    let old = crate::data::small_int32(&[1, 2]);
-    let new = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("extra", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![3])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["v3"])),
-            Arc::new(StringArray::from(vec!["e"])),
-        ],
-    )
-    .expect("batch");
     // Each written as its own dataset, then copied into one folder.
-    for (name, batch) in [("a", old), ("b", new)] {
-        let src = fx.location(&format!("src-{name}"));
-        append(backend, &src, batch).await;
-        let file = fsk_core::listing::data_files(&src).await.expect("list")[0].clone();
-        loc.store()
-            .copy(&file.path, &loc.child(&format!("{name}.parquet")))
-            .await
-            .expect("copy");
+    let files = [
+        ("a", crate::data::small_int32(&[1, 2])),
+        ("b", crate::data::evolved_int64(&[3])),
+    ];
+    for (name, batch) in files {
+        let scratch = fx.location(&format!("src-{name}"));
+        copy_in(
+            backend,
+            &scratch,
+            &loc,
+            name,
+            batch,
+            &WriteOptions::default(),
+        )
+        .await;
     }
     let before = sorted_rows(backend, &loc).await;
     let report = compact(backend, &loc, CompactOptions::new()).await;

@@ -49,6 +49,90 @@ pub fn sample_schema() -> SchemaRef {
     ]))
 }
 
+/// `id int64 not null, v utf8` with `v = "{tag}{id}"`.
+pub fn small_int64(ids: &[i64], tag: &str) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| format!("{tag}{i}")).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("batch")
+}
+
+/// The evolved form of [`small_int32`]: `id` widened to int64 and a column `extra` added
+/// (`v = "v{id}"`, `extra = "e"`).
+pub fn evolved_int64(ids: &[i64]) -> RecordBatch {
+    let base = small_int64(ids, "v");
+    let mut fields: Vec<Field> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("extra", DataType::Utf8, true));
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec!["e"; ids.len()])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+}
+
+/// Writes `batch` as a dataset of its own (so its file keeps `batch`'s schema whatever the
+/// target holds) and copies that one file into `into` as `name.parquet`.
+pub async fn copy_in(
+    backend: &dyn DatasetBackend,
+    scratch: &Location,
+    into: &Location,
+    name: &str,
+    batch: RecordBatch,
+    options: &fsk_core::write::WriteOptions,
+) {
+    backend
+        .write(scratch, batches(vec![batch]), options)
+        .await
+        .expect("write");
+    let file = fsk_core::listing::data_files(scratch).await.expect("list")[0].clone();
+    into.store()
+        .copy(&file.path, &into.child(&format!("{name}.parquet")))
+        .await
+        .expect("copy");
+}
+
+/// `id int64 not null, note utf8 not null` for `ids`, each note `note_bytes` of incompressible
+/// printable text from a xorshift generator seeded with `seed` (the same seed, the same rows).
+pub fn noise_rows(ids: std::ops::Range<i64>, note_bytes: usize, seed: u64) -> RecordBatch {
+    let mut state = seed.max(1);
+    let notes: Vec<String> = ids
+        .clone()
+        .map(|_| {
+            (0..note_bytes)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    char::from(b'!' + (state % 90) as u8)
+                })
+                .collect()
+        })
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("note", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef,
+            Arc::new(StringArray::from(notes)),
+        ],
+    )
+    .expect("batch")
+}
+
 /// A small batch `id int32, v utf8`.
 pub fn small_int32(ids: &[i32]) -> RecordBatch {
     RecordBatch::try_new(
@@ -124,6 +208,15 @@ pub async fn read_rows(
         );
     }
     (schema, rows(&batches))
+}
+
+/// Objects left under `_fsk/` (staging, journals, the lease): empty after any operation.
+pub async fn fsk_leftovers(location: &Location) -> Vec<String> {
+    all_objects(location)
+        .await
+        .into_iter()
+        .filter(|p| p.starts_with("_fsk/"))
+        .collect()
 }
 
 /// Every object under the location, relative paths, sorted.

@@ -902,26 +902,18 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
     // the commit costs a lease, a staged file and a journal (3 PUTs), one copy to publish,
     // 3 deletes (old file, journal, lease) and 4 listings (recovery looks at `_fsk/txn` and
     // `_fsk/staging`, the dataset, the transaction's staging folder).
-    let counts = crate::store::counts(&log);
-    eprintln!(
-        "requests of an update touching 1 of 6 files on {:?}: {counts:?}",
-        fx.kind()
-    );
     use crate::store::Kind;
-    let expected = [
-        (Kind::Get, 6 + 4 + 1 + 2),
-        (Kind::Put, 3),
-        (Kind::List, 4),
-        (Kind::Delete, 3),
-        (Kind::Copy, 1),
-    ];
-    for (kind, budget) in expected {
-        let n = counts.get(&kind).copied().unwrap_or(0);
-        assert!(
-            n <= budget,
-            "{kind:?}: {n} requests, budget {budget}: {counts:?}"
-        );
-    }
+    crate::store::assert_within_budget(
+        &format!("an update touching 1 of 6 files on {:?}", fx.kind()),
+        &log,
+        &[
+            (Kind::Get, 6 + 4 + 1 + 2),
+            (Kind::Put, 3),
+            (Kind::List, 4),
+            (Kind::Delete, 3),
+            (Kind::Copy, 1),
+        ],
+    );
     let within = |r: &std::ops::Range<u64>, allowed: &std::ops::Range<u64>| {
         r.start >= allowed.start && r.end <= allowed.end
     };
@@ -1040,11 +1032,7 @@ pub async fn failing_store_fails_cleanly_and_recovers(backend: &dyn DatasetBacke
         if result.is_ok() {
             assert_eq!(after, expected_after);
         }
-        let leftovers: Vec<String> = all_objects(&loc)
-            .await
-            .into_iter()
-            .filter(|p| p.starts_with("_fsk/"))
-            .collect();
+        let leftovers = crate::data::fsk_leftovers(&loc).await;
         assert!(leftovers.is_empty(), "every {every}: {leftovers:?}");
     }
     assert!(
@@ -1212,43 +1200,17 @@ pub async fn bloom_filters_of_narrower_keys_are_not_misread(
     backend: &dyn DatasetBackend,
     fx: &Fixture,
 ) {
-    use object_store::ObjectStoreExt;
     let loc = fx.location("ds");
-    let wide = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![100, 101])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["v100", "v101"])),
-        ],
-    )
-    .expect("batch");
     let bloom = WriteOptions::default().with_bloom_filter_columns(["id"]);
-    for (name, batch) in [("a", crate::data::small_int32(&[5, 6, 7])), ("b", wide)] {
-        let src = fx.location(&format!("src-{name}"));
-        backend
-            .write(&src, batches(vec![batch]), &bloom)
-            .await
-            .expect("write");
-        let file = fsk_core::listing::data_files(&src).await.expect("list")[0].clone();
-        loc.store()
-            .copy(&file.path, &loc.child(&format!("{name}.parquet")))
-            .await
-            .expect("copy");
+    let files = [
+        ("a", crate::data::small_int32(&[5, 6, 7])),
+        ("b", crate::data::small_int64(&[100, 101], "v")),
+    ];
+    for (name, batch) in files {
+        let scratch = fx.location(&format!("src-{name}"));
+        crate::data::copy_in(backend, &scratch, &loc, name, batch, &bloom).await;
     }
-    let change = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![5])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["new5"])),
-        ],
-    )
-    .expect("batch");
+    let change = crate::data::small_int64(&[5], "new");
     let report = merge(
         backend,
         &loc,

@@ -522,19 +522,7 @@ pub async fn files_with_evolved_schemas_are_unified(backend: &dyn DatasetBackend
         .write(&old_loc, batches(vec![old]), &WriteOptions::default())
         .await
         .expect("write");
-    let new = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("extra", DataType::Utf8, true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![3])) as ArrayRef,
-            Arc::new(StringArray::from(vec!["v3"])),
-            Arc::new(StringArray::from(vec!["e"])),
-        ],
-    )
-    .expect("batch");
+    let new = crate::data::evolved_int64(&[3]);
     let new_loc = fx.location("ds/new");
     backend
         .write(&new_loc, batches(vec![new]), &WriteOptions::default())

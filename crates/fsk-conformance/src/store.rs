@@ -52,6 +52,21 @@ pub fn counts(log: &[Request]) -> std::collections::BTreeMap<Kind, usize> {
     counts
 }
 
+/// Counts the requests of `log` by kind, prints them under `what` (the figures the notes
+/// quote) and asserts each kind stays within its budget, so a regression in round trips
+/// fails.
+pub fn assert_within_budget(what: &str, log: &[Request], budgets: &[(Kind, usize)]) {
+    let counts = counts(log);
+    eprintln!("requests of {what}: {counts:?}");
+    for &(kind, budget) in budgets {
+        let n = counts.get(&kind).copied().unwrap_or(0);
+        assert!(
+            n <= budget,
+            "{what}: {kind:?}: {n} requests, budget {budget}: {counts:?}"
+        );
+    }
+}
+
 /// Logs requests to an inner store; optionally fails every `n`-th request.
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,

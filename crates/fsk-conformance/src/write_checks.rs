@@ -257,31 +257,7 @@ pub async fn empty_input_writes_one_empty_file(backend: &dyn DatasetBackend, fx:
 pub async fn large_files_use_multipart_uploads(backend: &dyn DatasetBackend, fx: &Fixture) {
     let (counting, loc) = fx.counted("big");
     // 12 MiB of incompressible text: 3,072 rows of 4 KiB.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let notes: Vec<String> = (0..3072)
-        .map(|_| {
-            (0..4096)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    char::from(b'!' + (state % 90) as u8)
-                })
-                .collect()
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("note", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..3072)),
-            Arc::new(StringArray::from(notes)),
-        ],
-    )
-    .expect("batch");
+    let batch = crate::data::noise_rows(0..3072, 4096, 0x9e37_79b9_7f4a_7c15);
     let options =
         WriteOptions::default().with_compression("uncompressed".parse::<Codec>().expect("codec"));
     let report = backend

@@ -430,12 +430,11 @@ fn spawn_renewer(
                     continue;
                 }
             };
-            let Some((holder, version)) = current.filter(|(h, _)| h.txn == info.txn) else {
+            let Some((_, version)) = current.filter(|(holder, _)| holder.txn == info.txn) else {
                 tracing::warn!("the dataset lease was taken over; this operation will not commit");
                 lost.store(true, std::sync::atomic::Ordering::SeqCst);
                 return;
             };
-            let _ = holder;
             info.expires_at_ms = now_ms() + LEASE_TTL.as_millis() as u64;
             let Ok(body) = serde_json::to_vec(&info) else {
                 return;

@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{PublishEntry, Staging, Transaction};
 use crate::error::{Error, Result};
-use crate::footer::{FileMeta, object_reader, read_footers};
+use crate::footer::{FileMeta, file_batches, read_footers};
 use crate::listing::{self, DataFile, Listing};
 use crate::ops::reject_file_path;
 use crate::schema::{unify, widen_batch};
@@ -504,18 +503,9 @@ async fn rewrite_group(
     }
     let mut writer = DatasetWriter::new(staging.clone(), Arc::clone(&schema), write)?;
     for meta in files {
-        let describe = location.describe(&meta.file.path);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            object_reader(&location, &meta.file),
-            meta.reader_metadata.clone(),
-        );
-        let mut stream = builder
-            .with_batch_size(8192)
-            .build()
-            .map_err(|e| Error::from_parquet(&describe, e))?;
+        let mut stream = file_batches(&location, &meta, 8192)?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-            let batch = widen_batch(&batch, &schema)?;
+            let batch = widen_batch(&batch?, &schema)?;
             writer.write_into(&group.folder, &batch).await?;
         }
     }

@@ -65,6 +65,26 @@ pub fn object_reader(location: &Location, file: &DataFile) -> ParquetObjectReade
         .with_file_size(file.size)
 }
 
+/// Every row of a file, batch by batch in file order, reusing its parsed footer (no second
+/// footer read); errors name the file.
+pub fn file_batches(
+    location: &Location,
+    meta: &FileMeta,
+    batch_size: usize,
+) -> Result<futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>> {
+    let describe = location.describe(&meta.file.path);
+    let stream = parquet::arrow::ParquetRecordBatchStreamBuilder::new_with_metadata(
+        object_reader(location, &meta.file),
+        meta.reader_metadata.clone(),
+    )
+    .with_batch_size(batch_size)
+    .build()
+    .map_err(|e| Error::from_parquet(&describe, e))?;
+    Ok(stream
+        .map_err(move |e| Error::from_parquet(&describe, e))
+        .boxed())
+}
+
 /// Reads one file's footer.
 pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta> {
     let describe = location.describe(&file.path);

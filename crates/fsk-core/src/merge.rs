@@ -956,16 +956,7 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
         rule,
         ..
     } = &ctx;
-    let describe = location.describe(&plan.meta.file.path);
-    let reader = object_reader(location, &plan.meta.file);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-        reader,
-        plan.meta.reader_metadata.clone(),
-    );
-    let mut stream = builder
-        .with_batch_size(8192)
-        .build()
-        .map_err(|e| Error::from_parquet(&describe, e))?;
+    let mut stream = crate::footer::file_batches(location, &plan.meta, 8192)?;
     let mut write = ctx.write.clone();
     write.plain_columns = plan
         .meta
@@ -980,8 +971,7 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
     let mut next_match = 0;
     let mut position: u64 = 0;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-        let batch = widen_batch(&batch, file_schema)?;
+        let batch = widen_batch(&batch?, file_schema)?;
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let at = position + row as u64;
