@@ -223,9 +223,16 @@ struct ReadArgs {
 struct RecoverArgs {
     /// The dataset (path or URL).
     dataset: String,
-    /// Wait up to this many seconds for another writer's lock.
+    /// Wait up to this many seconds for another writer's lock (default: one lease lifetime,
+    /// 65 s, which is how long an object store lease of a dead writer must be seen unchanged
+    /// before it is taken over).
     #[arg(long, value_name = "SECONDS")]
     wait: Option<f64>,
+    /// Take over the dataset's lease at once (object stores), replacing an unreadable one:
+    /// only when you know no fsk process is writing the dataset. Local locks need no
+    /// breaking: the OS releases them when their holder exits.
+    #[arg(long)]
+    break_lease: bool,
 }
 
 #[derive(Args, Debug)]
@@ -267,6 +274,24 @@ fn counted(input: Batches, bar: &ProgressBar) -> Batches {
         })
         .boxed();
     Batches::new(schema, stream)
+}
+
+/// Exit code of an operation that committed but could not finish publishing or cleaning up.
+const EXIT_CLEANUP_PENDING: u8 = 3;
+
+/// Set when an operation committed but left cleanup for `fsk recover`.
+static CLEANUP_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Tells the user that `operation` is committed but not finished, and makes the process exit
+/// with [`EXIT_CLEANUP_PENDING`].
+fn note_cleanup(location: &Location, pending: Option<&String>) {
+    if let Some(message) = pending {
+        CLEANUP_PENDING.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "warning: committed; cleanup pending (run `fsk recover {location}`): {message}\n\
+             the changes are in the dataset: do not run the operation again"
+        );
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -396,6 +421,7 @@ async fn run_write(
         .await;
     bar.finish_and_clear();
     let report = report?;
+    note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
         return print_json(&report);
     }
@@ -459,6 +485,7 @@ async fn run_merge(
         .await;
     bar.finish_and_clear();
     let report = report?;
+    note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
         return print_json(&report);
     }
@@ -567,7 +594,11 @@ async fn run_read(
             }
         }
         OutputFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(&mut sink);
+            // Every column on every row, nulls included, as DuckDB and PyArrow write JSON:
+            // a consumer can tell a null from a missing column.
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut sink);
             while let Some(batch) = stream.next().await {
                 writer
                     .write(&batch?)
@@ -629,14 +660,19 @@ async fn run_stats(
     Ok(())
 }
 
+/// The longest `--wait` accepted: a week.
+const MAX_WAIT_SECONDS: f64 = 7.0 * 86_400.0;
+
 fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>> {
     match wait {
         None => Ok(None),
-        Some(w) if w.is_finite() && w >= 0.0 => Ok(Some(Duration::from_secs_f64(w))),
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&w) => {
+            Ok(Some(Duration::from_secs_f64(w)))
+        }
         Some(w) => Err(Error::invalid_argument(
             "wait",
             w,
-            "must be 0 or more seconds",
+            format!("must be a number of seconds from 0 to {MAX_WAIT_SECONDS}"),
         )),
     }
 }
@@ -674,6 +710,7 @@ async fn run_compact(
     let report = backend.compact(&location, &options).await;
     bar.finish_and_clear();
     let report = report?;
+    note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
         return print_json(&report);
     }
@@ -722,7 +759,11 @@ async fn run_compact(
 
 async fn run_recover(args: RecoverArgs, global: &Global, storage: &StorageOptions) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
-    let report = fsk::recover(&location, wait_duration(args.wait)?).await?;
+    let options = fsk::RecoverOptions {
+        wait: wait_duration(args.wait)?,
+        break_lease: args.break_lease,
+    };
+    let report = fsk::recover_with(&location, &options).await?;
     if global.json {
         return print_json(&report);
     }
@@ -769,6 +810,9 @@ fn main() -> ExitCode {
     };
     let json = cli.global.json;
     match runtime.block_on(run(cli)) {
+        Ok(()) if CLEANUP_PENDING.load(std::sync::atomic::Ordering::SeqCst) => {
+            ExitCode::from(EXIT_CLEANUP_PENDING)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -777,7 +821,13 @@ fn main() -> ExitCode {
                     serde_json::json!({"error": {"kind": err.kind(), "message": err.to_string()}});
                 eprintln!("{body}");
             }
-            ExitCode::FAILURE
+            // 2 for what the user can fix in the command or input (as clap's usage errors),
+            // 1 for faults of the data, the store or fsk.
+            if err.is_usage() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

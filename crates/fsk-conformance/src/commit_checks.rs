@@ -33,7 +33,12 @@ async fn seed(backend: &dyn DatasetBackend, loc: &Location) {
         .expect("seed");
 }
 
-async fn run(backend: &dyn DatasetBackend, loc: &Location, op: Op) -> fsk_core::Result<()> {
+/// Runs `op`; `Ok` carries the report's `(committed, cleanup_pending)`.
+async fn run(
+    backend: &dyn DatasetBackend,
+    loc: &Location,
+    op: Op,
+) -> fsk_core::Result<(bool, Option<String>)> {
     match op {
         Op::Overwrite => backend
             .write(
@@ -44,7 +49,7 @@ async fn run(backend: &dyn DatasetBackend, loc: &Location, op: Op) -> fsk_core::
                     .with_max_rows_per_file(1),
             )
             .await
-            .map(|_| ()),
+            .map(|r| (r.committed, r.cleanup_pending)),
         Op::Upsert => backend
             .merge(
                 loc,
@@ -52,7 +57,7 @@ async fn run(backend: &dyn DatasetBackend, loc: &Location, op: Op) -> fsk_core::
                 &MergeOptions::new(["id"], Strategy::Upsert),
             )
             .await
-            .map(|_| ()),
+            .map(|r| (r.committed, r.cleanup_pending)),
         Op::FullMerge => backend
             .merge(
                 loc,
@@ -60,11 +65,14 @@ async fn run(backend: &dyn DatasetBackend, loc: &Location, op: Op) -> fsk_core::
                 &MergeOptions::new(["id"], Strategy::FullMerge),
             )
             .await
-            .map(|_| ()),
+            .map(|r| (r.committed, r.cleanup_pending)),
         Op::Compact => backend
             .compact(loc, &CompactOptions::new().with_target_file_size(1 << 20))
             .await
-            .map(|report| assert_eq!(report.removed_files.len(), 3)),
+            .map(|report| {
+                assert_eq!(report.removed_files.len(), 3);
+                (report.committed, report.cleanup_pending)
+            }),
     }
 }
 
@@ -77,9 +85,11 @@ async fn state(backend: &dyn DatasetBackend, loc: &Location) -> (Vec<String>, us
 }
 
 /// A failure injected at every step of the protocol, for overwrite, upsert, full_merge and
-/// compact: the operation fails; after recovery the rows and files are exactly the before
-/// state (failure before the journal) or exactly the after state (after it), and nothing is
-/// left under `_fsk/`.
+/// compact. Before the journal the operation fails; after it the operation is committed and
+/// says so (`committed`, with `cleanup_pending` naming the failure), so a user never retries
+/// a committed append. Fsk's own readers refuse the unfinished state with `RecoveryNeeded`.
+/// After recovery the rows and files are exactly the before state (failure before the
+/// journal) or exactly the after state (after it), and nothing is left under `_fsk/`.
 pub async fn failure_at_every_step_recovers_to_before_or_after(
     backend: &dyn DatasetBackend,
     fx: &Fixture,
@@ -91,9 +101,10 @@ pub async fn failure_at_every_step_recovers_to_before_or_after(
         let twin = fx.location(&format!("twin-{n}"));
         seed(backend, &twin).await;
         let before_rows = state(backend, &twin).await;
-        run(backend, &twin, op)
+        let clean = run(backend, &twin, op)
             .await
             .expect("operation without failure");
+        assert_eq!(clean, (true, None), "{op:?}: committed, nothing pending");
         let after_rows = state(backend, &twin).await;
         assert_ne!(before_rows, after_rows);
         for point in failpoints::ALL {
@@ -104,10 +115,39 @@ pub async fn failure_at_every_step_recovers_to_before_or_after(
             failpoints::arm(point, &loc.to_string());
             let result = run(backend, &loc, op).await;
             failpoints::clear(&loc.to_string());
-            assert!(result.is_err(), "{op:?} with failpoint {point} should fail");
+            let journaled = !matches!(point, "write.close_file" | "commit.before_journal");
+            if journaled {
+                let (committed, pending) = result.unwrap_or_else(|e| {
+                    panic!("{op:?} {point}: committed operations succeed, got {e}")
+                });
+                assert!(committed, "{op:?} {point}");
+                let pending = pending.unwrap_or_default();
+                assert!(
+                    pending.contains("failpoint"),
+                    "{op:?} {point}: cleanup_pending names the failure: {pending:?}"
+                );
+                let refused = backend
+                    .read(&loc, &ReadOptions::default())
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("{op:?} {point}: a mixed read"));
+                assert!(
+                    matches!(refused, fsk_core::Error::RecoveryNeeded { .. }),
+                    "{op:?} {point}: {refused}"
+                );
+                let stats = backend
+                    .stats(&loc, &Default::default())
+                    .await
+                    .expect_err("stats of an unfinished transaction");
+                assert!(
+                    matches!(stats, fsk_core::Error::RecoveryNeeded { .. }),
+                    "{stats}"
+                );
+            } else {
+                assert!(result.is_err(), "{op:?} with failpoint {point} should fail");
+            }
             let report = recover(&loc, None).await.expect("recover");
             let rows = state(backend, &loc).await;
-            let journaled = !matches!(point, "write.close_file" | "commit.before_journal");
             if journaled {
                 assert_eq!(
                     rows, after_rows,
@@ -137,4 +177,98 @@ pub async fn failure_at_every_step_recovers_to_before_or_after(
             );
         }
     }
+}
+
+/// Staging is deleted only when the journal is proven absent: when writing the journal
+/// fails and its existence cannot be checked either, the staged files stay for recovery,
+/// which finds no journal and rolls them back.
+pub async fn staging_is_kept_while_the_journal_is_unknown(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+) {
+    let (store, loc) = fx.counted("ds");
+    seed(backend, &loc).await;
+    let before = state(backend, &loc).await;
+    store.fail_paths(Some((
+        "_fsk/txn/",
+        &[crate::store::Kind::Put, crate::store::Kind::Get],
+    )));
+    let err = run(backend, &loc, Op::Upsert)
+        .await
+        .expect_err("the journal could not be written");
+    store.fail_paths(None);
+    assert!(matches!(err, fsk_core::Error::Storage { .. }), "{err}");
+    let staged: Vec<String> = fsk_leftovers(&loc)
+        .await
+        .into_iter()
+        .filter(|p| p.starts_with("_fsk/staging/"))
+        .collect();
+    assert!(
+        !staged.is_empty(),
+        "staging kept while the journal is unknown"
+    );
+    assert!(
+        staged
+            .iter()
+            .all(|p| p.ends_with(fsk_core::commit::STAGED_SUFFIX)),
+        "staged files match no *.parquet glob: {staged:?}"
+    );
+    let report = recover(&loc, None).await.expect("recover");
+    assert_eq!(report.rolled_back.len(), 1, "{report:?}");
+    assert_eq!(state(backend, &loc).await, before);
+    assert!(fsk_leftovers(&loc).await.is_empty());
+}
+
+/// A dataset with an unfinished journal is refused by every reader and by a dry run with a
+/// typed `RecoveryNeeded` naming the transaction; a writer recovers it first.
+pub async fn unfinished_journals_are_refused_or_recovered(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+) {
+    let loc = fx.location("ds");
+    seed(backend, &loc).await;
+    failpoints::arm("commit.after_publish", &loc.to_string());
+    let pending = run(backend, &loc, Op::Upsert).await.expect("committed");
+    failpoints::clear(&loc.to_string());
+    assert!(pending.0 && pending.1.is_some(), "{pending:?}");
+    let txn_of = |e: fsk_core::Error| match e {
+        fsk_core::Error::RecoveryNeeded { txn, .. } => txn,
+        other => panic!("expected RecoveryNeeded, got {other}"),
+    };
+    let Err(read) = backend.read(&loc, &ReadOptions::default()).await else {
+        panic!("a read of an unfinished transaction succeeded");
+    };
+    let read = txn_of(read);
+    assert!(!read.is_empty());
+    let Err(dry) = backend
+        .merge(
+            &loc,
+            batches(vec![rows_of(&[1], "a", "x")]),
+            &MergeOptions {
+                dry_run: true,
+                ..MergeOptions::new(["id"], Strategy::Upsert)
+            },
+        )
+        .await
+    else {
+        panic!("a dry run over an unfinished transaction succeeded");
+    };
+    assert_eq!(txn_of(dry), read, "names the same transaction");
+    // A writer takes the lease, rolls the journal forward, then appends.
+    let appended = backend
+        .write(
+            &loc,
+            batches(vec![rows_of(&[900], "a", "more")]),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("append recovers first");
+    assert!(appended.committed);
+    let rows = state(backend, &loc).await.0;
+    assert_eq!(
+        rows.len(),
+        33,
+        "30 seeded, 2 inserted by the upsert, 1 appended"
+    );
+    assert!(fsk_leftovers(&loc).await.is_empty());
 }

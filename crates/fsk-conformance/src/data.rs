@@ -212,11 +212,42 @@ pub async fn read_rows(
 
 /// Objects left under `_fsk/` (staging, journals, the lease): empty after any operation.
 pub async fn fsk_leftovers(location: &Location) -> Vec<String> {
-    all_objects(location)
+    let mut found: Vec<String> = all_objects(location)
         .await
         .into_iter()
         .filter(|p| p.starts_with("_fsk/"))
-        .collect()
+        .collect();
+    // The store's listing hides interrupted local uploads (`name#3`) and empty folders:
+    // look at the disk too.
+    if let Some(root) = location.local_root() {
+        let mut stack = vec![root.join("_fsk")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut empty = true;
+            for entry in entries.flatten() {
+                empty = false;
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(root)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    if !found.contains(&rel) {
+                        found.push(rel);
+                    }
+                }
+            }
+            if empty {
+                found.push(format!("{} (empty folder)", dir.display()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Every object under the location, relative paths, sorted.

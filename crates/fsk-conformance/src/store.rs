@@ -80,6 +80,8 @@ struct State {
     deny: std::sync::atomic::AtomicBool,
     counter: AtomicU64,
     failures: AtomicU64,
+    /// Requests of these kinds on paths containing the text fail.
+    fail_paths: Mutex<Option<(String, Vec<Kind>)>>,
 }
 
 impl State {
@@ -93,6 +95,16 @@ impl State {
             return Err(object_store::Error::PermissionDenied {
                 path: path.to_string(),
                 source: "AccessDenied: Access Denied (injected 403)".into(),
+            });
+        }
+        if let Some((text, kinds)) = &*self.fail_paths.lock().expect("fail_paths")
+            && kinds.contains(&kind)
+            && path.as_ref().contains(text.as_str())
+        {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(object_store::Error::Generic {
+                store: "CountingStore",
+                source: format!("injected failure on {path}").into(),
             });
         }
         let every = self.fail_every.load(Ordering::SeqCst);
@@ -132,6 +144,13 @@ impl CountingStore {
     pub fn fail_every(&self, n: u64) {
         self.state.counter.store(0, Ordering::SeqCst);
         self.state.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails every request of one of `kinds` whose path contains `text`, from now on
+    /// (`None` turns it off).
+    pub fn fail_paths(&self, rule: Option<(&str, &[Kind])>) {
+        *self.state.fail_paths.lock().expect("fail_paths") =
+            rule.map(|(text, kinds)| (text.to_string(), kinds.to_vec()));
     }
 
     /// Refuses every request from now on with the store's permission-denied error, as S3

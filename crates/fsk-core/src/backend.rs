@@ -132,6 +132,14 @@ pub struct WriteReport {
     pub engine: String,
     /// Data files removed (overwrite), relative paths.
     pub removed_files: Vec<String>,
+    /// Whether this operation committed changes to the dataset (false for a dry run or when
+    /// there was nothing to change). Once true, the changes are durable even if
+    /// `cleanup_pending` is set.
+    pub committed: bool,
+    /// Set when the operation committed but publishing or cleanup failed afterwards: the next
+    /// operation or `fsk recover` finishes it. Do not retry the operation (its changes are
+    /// already in). The CLI exits with code 3.
+    pub cleanup_pending: Option<String>,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
 }

@@ -259,6 +259,14 @@ pub struct CompactReport {
     pub bytes_read: u64,
     /// Bytes of the files written.
     pub bytes_written: u64,
+    /// Whether this operation committed changes to the dataset (false for a dry run or when
+    /// there was nothing to change). Once true, the changes are durable even if
+    /// `cleanup_pending` is set.
+    pub committed: bool,
+    /// Set when the operation committed but publishing or cleanup failed afterwards: the next
+    /// operation or `fsk recover` finishes it. Do not retry the operation (its changes are
+    /// already in). The CLI exits with code 3.
+    pub cleanup_pending: Option<String>,
     /// Wall time.
     pub elapsed_ms: u64,
 }
@@ -299,8 +307,10 @@ pub async fn compact(
     for removed in &report.removed_files {
         tx.remove(removed.clone());
     }
-    let published = tx.commit().await?;
-    let mut published = published.into_iter();
+    let outcome = tx.commit().await?;
+    report.committed = true;
+    report.cleanup_pending = outcome.cleanup_pending;
+    let mut published = outcome.files.into_iter();
     report.added_files.clear();
     for (group, count) in report.groups.iter_mut().zip(per_group) {
         group.outputs = published
@@ -442,6 +452,8 @@ async fn plan_and_run(
         removed_files,
         added_files,
         preserved_files: preserved,
+        committed: false,
+        cleanup_pending: None,
         elapsed_ms: 0,
     };
     Ok((report, entries))

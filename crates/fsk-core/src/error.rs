@@ -129,6 +129,61 @@ pub enum Error {
         holder: String,
     },
 
+    /// The dataset has an unfinished transaction (a writer crashed after its commit point,
+    /// or is publishing right now); reading it now could show a mix of old and new files.
+    #[error(
+        "dataset {path} has an unfinished transaction {txn}; run `fsk recover {path}` (or retry \
+         once the writer publishing it has finished)"
+    )]
+    RecoveryNeeded {
+        /// The dataset root.
+        path: String,
+        /// The unfinished transaction.
+        txn: String,
+    },
+
+    /// Recovery could not prove that a committed transaction's new file is published, so it
+    /// deleted nothing (no removals, no journal, no staging).
+    #[error(
+        "cannot finish transaction {txn} of {path}: {message}; nothing was deleted (the journal \
+         {journal} is kept)"
+    )]
+    RecoveryFailed {
+        /// The dataset root.
+        path: String,
+        /// The transaction.
+        txn: String,
+        /// The journal object, relative to the dataset root.
+        journal: String,
+        /// Which file could not be proven published, and why.
+        message: String,
+    },
+
+    /// fsk metadata (journal, lease) written by a newer fsk in a format this one does not
+    /// know.
+    #[error(
+        "{path} has format version {found}, newer than this fsk understands (up to {supported}); \
+         upgrade fsk"
+    )]
+    UnsupportedFormat {
+        /// The metadata object.
+        path: String,
+        /// Its format version.
+        found: u32,
+        /// The newest version this fsk reads.
+        supported: u32,
+    },
+
+    /// A file in the dataset has a name the store cannot address (not UTF-8, or with
+    /// control characters), so fsk can neither read nor replace it.
+    #[error("unsupported file name {path}: {message}")]
+    UnsupportedName {
+        /// The path, with unrepresentable bytes shown as U+FFFD.
+        path: String,
+        /// Why it cannot be used, and what to do.
+        message: String,
+    },
+
     /// A storage operation failed.
     #[error("storage error at {path}: {source}")]
     Storage {
@@ -281,6 +336,23 @@ impl Error {
         }
     }
 
+    /// Whether the user can fix this by changing the command or its input (a usage error: the
+    /// CLI exits with code 2), rather than a fault of the data, the store or fsk (code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { .. }
+                | Error::NoDataFiles { .. }
+                | Error::NotADirectory { .. }
+                | Error::InvalidArgument { .. }
+                | Error::ColumnNotFound { .. }
+                | Error::SchemaMismatch { .. }
+                | Error::InvalidFilter { .. }
+                | Error::NullKey { .. }
+                | Error::NotSupported { .. }
+        )
+    }
+
     /// A stable short name for the variant, used by the CLI's JSON errors and by tests.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -296,6 +368,10 @@ impl Error {
             Error::CorruptFile { .. } => "corrupt_file",
             Error::NotSupported { .. } => "not_supported",
             Error::Conflict { .. } => "conflict",
+            Error::RecoveryNeeded { .. } => "recovery_needed",
+            Error::RecoveryFailed { .. } => "recovery_failed",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::UnsupportedName { .. } => "unsupported_name",
             Error::Storage { .. } => "storage",
             Error::Parquet { .. } => "parquet",
             Error::Arrow { .. } => "arrow",

@@ -56,6 +56,12 @@ pub fn is_data_path(relative: &str) -> bool {
 }
 
 /// Lists the data files under the location, or finds that it is a single file or missing.
+///
+/// Fails with [`Error::RecoveryNeeded`] when the dataset has an unfinished transaction (a
+/// journal under `_fsk/txn/`): its files could be a mix of the states before and after it.
+/// On local disk symbolic links are never followed (a link is skipped with a warning), so a
+/// listing never leaves the dataset folder and no operation deletes or rewrites anything
+/// outside it.
 pub async fn list(location: &Location) -> Result<Listing> {
     if let Some(local) = location.local_root() {
         match std::fs::metadata(local) {
@@ -75,6 +81,26 @@ pub async fn list(location: &Location) -> Result<Listing> {
                 });
             }
         }
+        let root = local.to_path_buf();
+        let display = location.to_string();
+        let walked = tokio::task::spawn_blocking(move || walk_local(&root, &display))
+            .await
+            .map_err(|e| Error::Internal(format!("listing task: {e}")))??;
+        if let Some(txn) = walked.journals.first() {
+            return Err(recovery_needed(location, txn));
+        }
+        let mut files: Vec<DataFile> = walked
+            .files
+            .into_iter()
+            .map(|(relative, size)| DataFile {
+                partition: parse_hive_path(&relative),
+                path: location.child(&relative),
+                relative,
+                size,
+            })
+            .collect();
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        return Ok(Listing::Dataset(files));
     }
     let store = location.store();
     let objects: Vec<_> = store
@@ -82,7 +108,7 @@ pub async fn list(location: &Location) -> Result<Listing> {
         .try_collect()
         .await
         .map_err(|e| Error::from_store(location.to_string(), e))?;
-    if objects.is_empty() && location.local_root().is_none() {
+    if objects.is_empty() {
         // On an object store a "folder" exists only through its objects: the root may be a
         // single object.
         if location.root().as_ref().ends_with(".parquet") {
@@ -94,23 +120,112 @@ pub async fn list(location: &Location) -> Result<Listing> {
         }
         return Ok(Listing::Missing);
     }
-    let mut files: Vec<DataFile> = objects
-        .into_iter()
-        .filter_map(|meta| {
-            let relative = location.relative(&meta.location)?;
-            if !is_data_path(&relative) {
-                return None;
-            }
-            Some(DataFile {
+    let mut files = Vec::new();
+    for meta in objects {
+        let Some(relative) = location.relative(&meta.location) else {
+            continue;
+        };
+        if let Some(txn) = crate::commit::journal_txn(&relative) {
+            return Err(recovery_needed(location, txn));
+        }
+        if is_data_path(&relative) {
+            files.push(DataFile {
                 partition: parse_hive_path(&relative),
                 path: meta.location,
                 relative,
                 size: meta.size,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     files.sort_by(|a, b| a.relative.cmp(&b.relative));
     Ok(Listing::Dataset(files))
+}
+
+fn recovery_needed(location: &Location, txn: &str) -> Error {
+    Error::RecoveryNeeded {
+        path: location.to_string(),
+        txn: txn.to_string(),
+    }
+}
+
+/// What a walk of a local dataset folder found.
+struct Walked {
+    /// Data files: relative path and size.
+    files: Vec<(String, u64)>,
+    /// Transactions with a journal under `_fsk/txn/`.
+    journals: Vec<String>,
+}
+
+/// Walks a local dataset folder without following symbolic links. Hidden folders (`_`, `.`)
+/// are not entered, except that `_fsk/txn/` is looked at for journals.
+fn walk_local(root: &std::path::Path, display: &str) -> Result<Walked> {
+    let io = |path: &std::path::Path, source: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut walked = Walked {
+        files: Vec::new(),
+        journals: Vec::new(),
+    };
+    if let Ok(entries) = std::fs::read_dir(root.join(crate::commit::FSK_DIR).join("txn")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let relative = format!("{}/txn/{name}", crate::commit::FSK_DIR);
+            if let Some(txn) = crate::commit::journal_txn(&relative) {
+                walked.journals.push(txn.to_string());
+            }
+        }
+    }
+    let mut folders = vec![(root.to_path_buf(), String::new())];
+    while let Some((folder, prefix)) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|e| io(&folder, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&folder, e))?;
+            let os_name = entry.file_name();
+            let lossy = os_name.to_string_lossy();
+            if lossy.starts_with('_') || lossy.starts_with('.') {
+                continue;
+            }
+            let file_type = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+            let usable = os_name
+                .to_str()
+                .filter(|name| object_store::path::PathPart::parse(name).is_ok());
+            let Some(name) = usable else {
+                if file_type.is_dir() || lossy.ends_with(".parquet") {
+                    return Err(Error::UnsupportedName {
+                        path: format!("{display}/{prefix}{lossy}"),
+                        message: "the name is not UTF-8 or holds control characters, so fsk                                   cannot read or replace it; rename it (or move it out of the                                   dataset)"
+                            .to_string(),
+                    });
+                }
+                continue;
+            };
+            let relative = format!("{prefix}{name}");
+            if file_type.is_symlink() {
+                if name.ends_with(".parquet") || entry.path().is_dir() {
+                    let link = format!("{display}/{relative}");
+                    tracing::warn!(
+                        path = %link,
+                        "skipping a symbolic link: fsk never follows links out of a dataset"
+                    );
+                }
+                continue;
+            }
+            if file_type.is_dir() {
+                folders.push((entry.path(), format!("{relative}/")));
+            } else if file_type.is_file() && is_data_path(&relative) && !is_upload_temp(name) {
+                let size = entry.metadata().map_err(|e| io(&entry.path(), e))?.len();
+                walked.files.push((relative, size));
+            }
+        }
+    }
+    Ok(walked)
+}
+
+/// object_store's local uploads in progress (`name#123`), never data.
+fn is_upload_temp(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 async fn single_file(location: &Location) -> Result<Listing> {

@@ -261,6 +261,14 @@ pub struct MergeReport {
     pub files_confirmed: u64,
     /// Each file left out of the rewrite and the stage that did it.
     pub pruned: Vec<PrunedFile>,
+    /// Whether this operation committed changes to the dataset (false for a dry run or when
+    /// there was nothing to change). Once true, the changes are durable even if
+    /// `cleanup_pending` is set.
+    pub committed: bool,
+    /// Set when the operation committed but publishing or cleanup failed afterwards: the next
+    /// operation or `fsk recover` finishes it. Do not retry the operation (its changes are
+    /// already in). The CLI exits with code 3.
+    pub cleanup_pending: Option<String>,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -1086,8 +1094,10 @@ pub async fn merge(
     }
     let operations: Vec<FileOperation> = outputs.iter().map(|(_, op)| *op).collect();
     tx.add_all(outputs.into_iter().map(|(e, _)| e));
-    let published = tx.commit().await?;
-    for (file, op) in published.into_iter().zip(operations) {
+    let outcome = tx.commit().await?;
+    report.committed = true;
+    report.cleanup_pending = outcome.cleanup_pending;
+    for (file, op) in outcome.files.into_iter().zip(operations) {
         match op {
             FileOperation::Rewritten => report.rewritten_files.push(file.path.clone()),
             FileOperation::Inserted => report.inserted_files.push(file.path.clone()),
@@ -1152,6 +1162,8 @@ async fn plan_and_run(
         files_key_scanned: 0,
         files_confirmed: 0,
         pruned: Vec::new(),
+        committed: false,
+        cleanup_pending: None,
         elapsed_ms: 0,
     };
 

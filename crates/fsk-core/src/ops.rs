@@ -98,8 +98,9 @@ pub async fn write_dataset(
             return Err(e);
         }
     };
-    let published = tx.commit().await?;
-    let files: Vec<WrittenFile> = published
+    let outcome = tx.commit().await?;
+    let files: Vec<WrittenFile> = outcome
+        .files
         .into_iter()
         .map(|p| WrittenFile {
             path: p.path,
@@ -113,6 +114,8 @@ pub async fn write_dataset(
         mode: options.mode,
         engine: engine.to_string(),
         removed_files: removed,
+        committed: true,
+        cleanup_pending: outcome.cleanup_pending,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }

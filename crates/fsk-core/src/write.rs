@@ -12,12 +12,12 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::AsyncArrowWriter;
-use parquet::arrow::async_writer::ParquetObjectWriter;
+use parquet::arrow::async_writer::{AsyncFileWriter, ParquetObjectWriter};
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::commit::{PublishEntry, Staging, random_token};
+use crate::commit::{Checksum, PublishEntry, Staging, random_token};
 use crate::error::{Error, Result};
 use crate::partition::{group_rows, partition_dir};
 
@@ -399,8 +399,31 @@ pub struct WrittenFile {
     pub size_bytes: u64,
 }
 
+/// Passes a file's bytes to the store while computing the checksum the journal records.
+struct ChecksummedWriter {
+    inner: ParquetObjectWriter,
+    checksum: Arc<std::sync::Mutex<Checksum>>,
+}
+
+impl AsyncFileWriter for ChecksummedWriter {
+    fn write(
+        &mut self,
+        bytes: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<()>> {
+        if let Ok(mut checksum) = self.checksum.lock() {
+            checksum.update(&bytes);
+        }
+        self.inner.write(bytes)
+    }
+
+    fn complete(&mut self) -> futures::future::BoxFuture<'_, parquet::errors::Result<()>> {
+        self.inner.complete()
+    }
+}
+
 struct OpenFile {
-    writer: AsyncArrowWriter<ParquetObjectWriter>,
+    writer: AsyncArrowWriter<ChecksummedWriter>,
+    checksum: Arc<std::sync::Mutex<Checksum>>,
     target: String,
     staged: String,
     rows: usize,
@@ -632,8 +655,11 @@ impl DatasetWriter {
         };
         let staged = self.staging.staging_relative(&target);
         let path = self.staging.location().child(&staged);
-        let object_writer =
-            ParquetObjectWriter::new(Arc::clone(self.staging.location().store()), path);
+        let checksum = Arc::new(std::sync::Mutex::new(Checksum::default()));
+        let object_writer = ChecksummedWriter {
+            inner: ParquetObjectWriter::new(Arc::clone(self.staging.location().store()), path),
+            checksum: Arc::clone(&checksum),
+        };
         let writer = AsyncArrowWriter::try_new(
             object_writer,
             Arc::clone(&self.file_schema),
@@ -644,6 +670,7 @@ impl DatasetWriter {
             dir.to_string(),
             OpenFile {
                 writer,
+                checksum,
                 target,
                 staged,
                 rows: 0,
@@ -669,6 +696,7 @@ impl DatasetWriter {
             target: file.target,
             size_bytes: size,
             row_count: file.rows as u64,
+            checksum: file.checksum.lock().ok().map(|c| c.render()),
         };
         self.finished.push(entry);
         Ok(())

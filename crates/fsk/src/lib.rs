@@ -47,7 +47,7 @@ pub use fsk_core::backend::{
     BatchStream, Batches, Capabilities, DatasetBackend, FileStats, ReadOptions, StatsOptions,
     StatsReport, WriteReport,
 };
-pub use fsk_core::commit::{RecoveryReport, recover};
+pub use fsk_core::commit::{RecoverOptions, RecoveryReport, recover, recover_with};
 pub use fsk_core::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::error::{Error, Result};
 pub use fsk_core::merge::{
