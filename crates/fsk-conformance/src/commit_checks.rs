@@ -272,3 +272,51 @@ pub async fn unfinished_journals_are_refused_or_recovered(
     );
     assert!(fsk_leftovers(&loc).await.is_empty());
 }
+
+/// One writer at a time without guesses. Locally the lease is an OS lock: no lease request
+/// reaches the store. On object stores the lease needs conditional updates (a store without
+/// them is `NotSupported` for writing, and nothing is written), and a store that keeps
+/// failing ends in a typed error after bounded retries, never an endless loop.
+pub async fn leases_are_locks_or_conditional_objects(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let (store, loc) = fx.counted("ds");
+    seed(backend, &loc).await;
+    store.take();
+    let tx = fsk_core::commit::Transaction::begin(&loc, "test", None)
+        .await
+        .expect("lease");
+    let lease_requests = store
+        .take()
+        .into_iter()
+        .filter(|r| r.path.ends_with("_fsk/lease.json"))
+        .count();
+    tx.abort().await;
+    if fx.kind() == crate::StoreUnderTest::Local {
+        assert_eq!(
+            lease_requests, 0,
+            "a local lease is an OS lock, not an object"
+        );
+        return;
+    }
+    assert!(lease_requests >= 1, "a lease object on {:?}", fx.kind());
+    let before = state(backend, &loc).await;
+    store.hide_versions(true);
+    let err = run(backend, &loc, Op::Upsert)
+        .await
+        .expect_err("no conditional updates");
+    store.hide_versions(false);
+    assert!(matches!(err, fsk_core::Error::NotSupported { .. }), "{err}");
+    assert!(err.to_string().contains("conditional"), "{err}");
+    assert_eq!(state(backend, &loc).await, before, "nothing written");
+    store.fail_paths(Some(("_fsk/lease.json", &[crate::store::Kind::Put])));
+    let started = std::time::Instant::now();
+    let err = run(backend, &loc, Op::Upsert)
+        .await
+        .expect_err("a failing store");
+    store.fail_paths(None);
+    assert!(matches!(err, fsk_core::Error::Storage { .. }), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "bounded retries"
+    );
+    assert_eq!(state(backend, &loc).await, before);
+}

@@ -180,6 +180,7 @@ checks!(
     commit_checks::failure_at_every_step_recovers_to_before_or_after,
     commit_checks::staging_is_kept_while_the_journal_is_unknown,
     commit_checks::unfinished_journals_are_refused_or_recovered,
+    commit_checks::leases_are_locks_or_conditional_objects,
     compact_checks::compact_merges_small_files_and_keeps_rows,
     compact_checks::compact_works_per_partition,
     compact_checks::compact_packs_groups_up_to_the_target,

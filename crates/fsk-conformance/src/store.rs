@@ -78,6 +78,8 @@ struct State {
     log: Mutex<Vec<Request>>,
     fail_every: AtomicU64,
     deny: std::sync::atomic::AtomicBool,
+    /// Hide ETags and versions, as a store without conditional updates would.
+    unversioned: std::sync::atomic::AtomicBool,
     counter: AtomicU64,
     failures: AtomicU64,
     /// Requests of these kinds on paths containing the text fail.
@@ -153,6 +155,15 @@ impl CountingStore {
             rule.map(|(text, kinds)| (text.to_string(), kinds.to_vec()));
     }
 
+    /// Hides ETags and versions from now on, as a store without conditional updates does.
+    pub fn hide_versions(&self, hide: bool) {
+        self.state.unversioned.store(hide, Ordering::SeqCst);
+    }
+
+    fn unversioned(&self) -> bool {
+        self.state.unversioned.load(Ordering::SeqCst)
+    }
+
     /// Refuses every request from now on with the store's permission-denied error, as S3
     /// does with a 403 (`false` lets requests through again).
     pub fn deny_all(&self, deny: bool) {
@@ -183,7 +194,12 @@ impl ObjectStore for CountingStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.record(Kind::Put, location, vec![])?;
-        self.inner.put_opts(location, payload, opts).await
+        let mut result = self.inner.put_opts(location, payload, opts).await?;
+        if self.unversioned() {
+            result.e_tag = None;
+            result.version = None;
+        }
+        Ok(result)
     }
 
     async fn put_multipart_opts(
@@ -203,7 +219,12 @@ impl ObjectStore for CountingStore {
             None => vec![],
         };
         self.record(Kind::Get, location, ranges)?;
-        self.inner.get_opts(location, options).await
+        let mut result = self.inner.get_opts(location, options).await?;
+        if self.unversioned() {
+            result.meta.e_tag = None;
+            result.meta.version = None;
+        }
+        Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {

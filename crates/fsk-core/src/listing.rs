@@ -372,4 +372,53 @@ mod tests {
             Err(Error::NotFound { .. })
         ));
     }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn local_listing_skips_links_and_names_unaddressable_data_files() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("day=1")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("day=1/a.parquet"), b"x").unwrap();
+        std::fs::write(outside.join("b.parquet"), b"y").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("day=2")).unwrap();
+        std::os::unix::fs::symlink(outside.join("b.parquet"), root.join("c.parquet")).unwrap();
+        // Odd names that are not data are ignored.
+        std::fs::write(root.join("notes\n.txt"), b"z").unwrap();
+        std::fs::write(root.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")), b"z").unwrap();
+        let loc = Location::parse(&root.display().to_string()).unwrap();
+        let files = data_files(&loc).await.unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.relative.as_str()).collect();
+        assert_eq!(names, vec!["day=1/a.parquet"]);
+        // A data file the store cannot address is named in a typed error.
+        std::fs::write(
+            root.join(std::ffi::OsStr::from_bytes(b"caf\xe9.parquet")),
+            b"z",
+        )
+        .unwrap();
+        let err = data_files(&loc).await.unwrap_err();
+        assert!(matches!(err, Error::UnsupportedName { .. }), "{err}");
+        assert!(err.to_string().contains("caf"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_pending_journal_is_recovery_needed() {
+        let loc = Location::parse("memory://listing-journal/ds").unwrap();
+        for rel in ["a.parquet", "_fsk/txn/17-abc.json"] {
+            object_store::ObjectStoreExt::put(
+                loc.store().as_ref(),
+                &loc.child(rel),
+                bytes::Bytes::from_static(b"x").into(),
+            )
+            .await
+            .unwrap();
+        }
+        match list(&loc).await {
+            Err(Error::RecoveryNeeded { txn, .. }) => assert_eq!(txn, "17-abc"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -16,9 +16,22 @@ fn io(path: &FsPath, source: std::io::Error) -> Error {
 }
 
 fn sync_path(path: &FsPath) -> Result<()> {
+    record(path);
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| io(path, e))
+}
+
+/// Every path flushed, for the tests that prove what is made durable.
+#[cfg(test)]
+pub(crate) static SYNCED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn record(path: &FsPath) {
+    #[cfg(test)]
+    if let Ok(mut synced) = SYNCED.lock() {
+        synced.push(path.to_path_buf());
+    }
+    let _ = path;
 }
 
 /// Flushes the local files at `files` (relative paths) and every folder from each file's
@@ -75,6 +88,7 @@ fn sync_folders_of<'a>(root: &FsPath, files: impl Iterator<Item = &'a FsPath>) -
     }
     for folder in folders {
         // A folder that no longer exists (emptied and removed) has nothing left to flush.
+        record(&folder);
         match std::fs::File::open(&folder) {
             Ok(f) => f.sync_all().map_err(|e| io(&folder, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -13,6 +13,11 @@ static ARMED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 /// `failpoints` only): the crash tests run the `fsk` binary with it.
 pub const CRASH_ENV: &str = "FSK_CRASH_AT";
 
+/// The environment variable naming a failpoint that fails with an error, as an armed one
+/// does (feature `failpoints` only): the CLI tests use it for the committed-but-not-finished
+/// exit code.
+pub const FAIL_ENV: &str = "FSK_FAIL_AT";
+
 /// Every failpoint, in protocol order.
 pub const ALL: [&str; 6] = [
     "write.close_file",
@@ -52,11 +57,12 @@ pub fn failpoint(name: &str, dataset: &crate::storage::Location) -> crate::Resul
             std::process::abort();
         }
         let display = dataset.to_string();
-        if ARMED
-            .lock()
-            .expect("failpoints")
-            .iter()
-            .any(|(n, d)| n == name && *d == display)
+        if std::env::var(FAIL_ENV).is_ok_and(|point| point == name)
+            || ARMED
+                .lock()
+                .expect("failpoints")
+                .iter()
+                .any(|(n, d)| n == name && *d == display)
         {
             return Err(crate::Error::Internal(format!(
                 "failpoint {name} triggered"

@@ -938,6 +938,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_local_commit_flushes_staged_files_journal_and_folders_before_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let loc = Location::parse(&root.display().to_string()).unwrap();
+        let mut tx = Transaction::begin(&loc, "write", None).await.unwrap();
+        let staging = tx.staging();
+        let staged = staging.staging_relative("day=1/a.parquet");
+        put(&loc, &staged, b"new").await;
+        tx.add(PublishEntry {
+            staged: staged.clone(),
+            target: "day=1/a.parquet".into(),
+            size_bytes: 3,
+            row_count: 1,
+            checksum: Some(checksum_of(b"new")),
+        });
+        let txn = tx.id().to_string();
+        durable::SYNCED.lock().unwrap().clear();
+        let outcome = tx.commit().await.unwrap();
+        assert!(outcome.cleanup_pending.is_none());
+        let synced = std::mem::take(&mut *durable::SYNCED.lock().unwrap());
+        let position = |path: std::path::PathBuf| {
+            synced
+                .iter()
+                .position(|p| *p == path)
+                .unwrap_or_else(|| panic!("{} not flushed: {synced:?}", path.display()))
+        };
+        let staged_file = position(root.join(&staged));
+        let journal = position(root.join(journal_relative(&txn)));
+        let txn_dir = synced
+            .iter()
+            .rposition(|p| *p == root.join("_fsk/txn"))
+            .expect("journal folder flushed");
+        let target_dir = position(root.join("day=1"));
+        assert!(
+            staged_file < journal,
+            "staged data is durable before the commit point"
+        );
+        assert!(
+            journal < target_dir && txn_dir < target_dir,
+            "the journal before publishing"
+        );
+        position(root.clone());
+    }
+
+    #[tokio::test]
     async fn recover_on_a_missing_path_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let local = Location::parse(&dir.path().join("nope").display().to_string()).unwrap();
