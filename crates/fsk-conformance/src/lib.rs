@@ -13,6 +13,7 @@
 pub mod commit_checks;
 pub mod compact_checks;
 pub mod data;
+pub mod hostile_checks;
 pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
@@ -177,6 +178,9 @@ checks!(
     read_checks::files_with_evolved_schemas_are_unified,
     read_checks::unsupported_operations_are_typed,
     read_checks::access_denied_is_typed,
+    hostile_checks::crafted_footers_are_corrupt_files,
+    hostile_checks::mutated_footers_never_panic,
+    hostile_checks::files_of_other_writers_read_as_written,
     commit_checks::failure_at_every_step_recovers_to_before_or_after,
     commit_checks::staging_is_kept_while_the_journal_is_unknown,
     commit_checks::unfinished_journals_are_refused_or_recovered,

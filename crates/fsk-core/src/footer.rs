@@ -85,14 +85,29 @@ pub fn file_batches(
         .boxed())
 }
 
+/// The largest footer fsk decodes: a bound on what a crafted file can make it allocate
+/// (real footers are kilobytes; a 1000-column file with a few hundred row groups stays
+/// within a few MiB).
+pub const MAX_FOOTER_BYTES: usize = 32 << 20;
+
 /// Reads one file's footer.
+///
+/// Hostile files are refused before the parquet decoder sees them, with
+/// [`Error::CorruptFile`]: a footer length beyond the file or [`MAX_FOOTER_BYTES`], thrift
+/// that claims more elements than its bytes hold, schemas nested too deep, negative offsets
+/// (see [`crate::footer_guard`]); a decoder panic on anything left is caught as well. Files
+/// of other writers are read as pyarrow reads them: INT96 timestamps come out as
+/// microseconds (no overflow outside 1677-2262), a `dictionary_page_offset` of 0 means no
+/// dictionary offset, and a row group without `total_byte_size` is accepted.
 pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta> {
     let describe = location.describe(&file.path);
-    let mut reader = object_reader(location, &file).with_footer_size_hint(FOOTER_SIZE_HINT);
+    let metadata = fetch_metadata(location, &file, &describe).await?;
     let options = ArrowReaderOptions::new()
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Skip);
-    let reader_metadata = ArrowReaderMetadata::load_async(&mut reader, options)
-        .await
+    let reader_metadata = guarded(&describe, || {
+        ArrowReaderMetadata::try_new(Arc::clone(&metadata), options.clone())
+    })?;
+    let reader_metadata = int96_as_micros(reader_metadata, &metadata, options)
         .map_err(|e| Error::from_parquet(&describe, e))?;
     let metadata = Arc::clone(reader_metadata.metadata());
     let schema = Arc::clone(reader_metadata.schema());
@@ -166,6 +181,204 @@ pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta
         reader_metadata,
         file,
     })
+}
+
+/// Fetches, checks and decodes a file's footer: one ranged read for nearly every file (the
+/// last [`FOOTER_SIZE_HINT`] bytes), a second only for a larger footer.
+async fn fetch_metadata(
+    location: &Location,
+    file: &DataFile,
+    describe: &str,
+) -> Result<Arc<ParquetMetaData>> {
+    use object_store::ObjectStoreExt;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let corrupt = |message: String| Error::CorruptFile {
+        path: describe.to_string(),
+        message,
+    };
+    const TAIL: u64 = 8;
+    if file.size < 12 {
+        return Err(corrupt(format!(
+            "{} bytes is too small for a parquet file",
+            file.size
+        )));
+    }
+    let store = location.store();
+    let fetched = (FOOTER_SIZE_HINT as u64).min(file.size);
+    let tail = store
+        .get_range(&file.path, file.size - fetched..file.size)
+        .await
+        .map_err(|e| Error::from_store(describe.to_string(), e))?;
+    if tail.len() as u64 != fetched {
+        return Err(corrupt(format!(
+            "the file is shorter than the {} bytes listed",
+            file.size
+        )));
+    }
+    let end: [u8; 8] = tail[tail.len() - 8..]
+        .try_into()
+        .map_err(|_| corrupt("no footer".into()))?;
+    let footer_tail = parquet::file::metadata::FooterTail::try_from(end)
+        .map_err(|e| corrupt(format!("not a parquet file: {e}")))?;
+    if footer_tail.is_encrypted_footer() {
+        return Err(corrupt("encrypted footers (PARE) are not supported".into()));
+    }
+    let length = footer_tail.metadata_length();
+    if length as u64 + TAIL + 4 > file.size {
+        return Err(corrupt(format!(
+            "footer length {length} exceeds the file ({} bytes)",
+            file.size
+        )));
+    }
+    if length > MAX_FOOTER_BYTES {
+        return Err(corrupt(format!(
+            "footer length {length} exceeds fsk's limit of {MAX_FOOTER_BYTES} bytes"
+        )));
+    }
+    let footer = if length + 8 <= tail.len() {
+        tail.slice(tail.len() - 8 - length..tail.len() - 8)
+    } else {
+        let start = file.size - TAIL - length as u64;
+        store
+            .get_range(&file.path, start..file.size - TAIL)
+            .await
+            .map_err(|e| Error::from_store(describe.to_string(), e))?
+    };
+    crate::footer_guard::validate_footer(&footer, &Default::default()).map_err(&corrupt)?;
+    let footer = crate::footer_guard::with_total_byte_size(&footer).map_err(&corrupt)?;
+    let metadata = guarded(describe, || ParquetMetaDataReader::decode_metadata(&footer))?;
+    let metadata = normalise_offsets(metadata, file.size).map_err(corrupt)?;
+    Ok(Arc::new(metadata))
+}
+
+/// Runs a parquet decoding step; a panic inside it (a malformed file the decoder does not
+/// check) becomes [`Error::CorruptFile`] instead of taking the process down.
+fn guarded<T>(describe: &str, decode: impl FnOnce() -> parquet::errors::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Error::from_parquet(describe, e)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(Error::CorruptFile {
+                path: describe.to_string(),
+                message: format!("the parquet decoder failed: {message}"),
+            })
+        }
+    }
+}
+
+/// Checks every column chunk's byte range against the file, and reads a
+/// `dictionary_page_offset` that is not before the data pages (0, as some writers put for
+/// "no dictionary") as absent, as Arrow C++ and pyarrow do.
+fn normalise_offsets(
+    metadata: ParquetMetaData,
+    file_size: u64,
+) -> std::result::Result<ParquetMetaData, String> {
+    let mut odd = false;
+    for (r, rg) in metadata.row_groups().iter().enumerate() {
+        for (c, chunk) in rg.columns().iter().enumerate() {
+            let data = chunk.data_page_offset();
+            let size = chunk.compressed_size();
+            let dictionary = chunk.dictionary_page_offset();
+            if dictionary.is_some_and(|d| d <= 0 || d >= data) {
+                odd = true;
+            }
+            let start = match dictionary {
+                Some(d) if d > 0 && d < data => d,
+                _ => data,
+            };
+            let in_file = start >= 0
+                && size >= 0
+                && (start as u64)
+                    .checked_add(size as u64)
+                    .is_some_and(|end| end <= file_size);
+            if !in_file {
+                return Err(format!(
+                    "column chunk {c} of row group {r} lies outside the file (offset {start}, \
+                     {size} bytes, file {file_size} bytes)"
+                ));
+            }
+        }
+    }
+    if !odd {
+        return Ok(metadata);
+    }
+    let mut builder = metadata.into_builder();
+    let row_groups = builder.take_row_groups();
+    let mut fixed = Vec::with_capacity(row_groups.len());
+    for rg in row_groups {
+        let columns = rg
+            .columns()
+            .iter()
+            .map(|chunk| {
+                let keep = chunk
+                    .dictionary_page_offset()
+                    .filter(|d| *d > 0 && *d < chunk.data_page_offset());
+                chunk
+                    .clone()
+                    .into_builder()
+                    .set_dictionary_page_offset(keep)
+                    .build()
+            })
+            .collect::<parquet::errors::Result<Vec<_>>>()
+            .map_err(|e| e.to_string())?;
+        fixed.push(
+            rg.into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(builder.set_row_groups(fixed).build())
+}
+
+/// Reads top-level INT96 columns (Spark, Impala, Hive timestamps) as microsecond timestamps:
+/// the decoder computes microseconds from the Julian day directly, so instants outside
+/// 1677-2262 stay right instead of wrapping as nanoseconds would.
+fn int96_as_micros(
+    reader_metadata: ArrowReaderMetadata,
+    metadata: &Arc<ParquetMetaData>,
+    options: ArrowReaderOptions,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let root = reader_metadata.parquet_schema().root_schema();
+    let fields = root.get_fields();
+    let schema = reader_metadata.schema();
+    if fields.len() != schema.fields().len()
+        || !fields
+            .iter()
+            .any(|t| t.is_primitive() && t.get_physical_type() == parquet::basic::Type::INT96)
+    {
+        return Ok(reader_metadata);
+    }
+    let coerced: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .zip(fields)
+        .map(|(field, parquet_type)| {
+            if parquet_type.is_primitive()
+                && parquet_type.get_physical_type() == parquet::basic::Type::INT96
+            {
+                Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, None)),
+                )
+            } else {
+                Arc::clone(field)
+            }
+        })
+        .collect();
+    let supplied = Arc::new(Schema::new_with_metadata(
+        coerced,
+        schema.metadata().clone(),
+    ));
+    ArrowReaderMetadata::try_new(Arc::clone(metadata), options.with_schema(supplied))
 }
 
 /// Reads the footers of `files` concurrently, in order.

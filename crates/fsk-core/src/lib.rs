@@ -13,6 +13,7 @@ pub mod compact;
 pub mod error;
 pub mod filter;
 pub mod footer;
+pub mod footer_guard;
 pub mod listing;
 pub mod merge;
 pub mod ops;
