@@ -781,15 +781,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The failpoints, in protocol order (as `fsk_core::commit::failpoints::ALL`).
-const FAILPOINTS: [&str; 6] = [
-    "write.close_file",
-    "commit.before_journal",
-    "commit.after_journal",
-    "commit.during_publish",
-    "commit.after_publish",
-    "commit.during_remove",
-];
+/// The failpoints, in protocol order.
+const FAILPOINTS: [&str; 6] = fsk_core::commit::failpoints::ALL;
 
 /// Every object under `ds/_fsk/` (on disk, including interrupted uploads, or on the store).
 fn fsk_leftovers(ds: &str) -> Vec<String> {

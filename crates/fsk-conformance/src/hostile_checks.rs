@@ -249,12 +249,14 @@ fn int96_from_micros(micros: i64) -> Int96 {
     value
 }
 
-/// What Spark and Impala write: `required int64 id; optional int96 ts`.
-fn int96_file(ids: &[i64], micros: &[Option<i64>]) -> Vec<u8> {
-    let schema = Arc::new(
-        parse_message_type("message spark { required int64 id; optional int96 ts; }")
-            .expect("schema"),
-    );
+/// A one-row-group file of `message` written with the low-level writer: the id column
+/// (`required int64`, values `ids`), then `second` writes the other column.
+fn low_level_file(
+    message: &str,
+    ids: &[i64],
+    second: impl FnOnce(&mut parquet::file::writer::SerializedColumnWriter<'_>),
+) -> Vec<u8> {
+    let schema = Arc::new(parse_message_type(message).expect("schema"));
     let mut out = Vec::new();
     let mut writer =
         SerializedFileWriter::new(&mut out, schema, Arc::new(WriterProperties::default()))
@@ -265,46 +267,44 @@ fn int96_file(ids: &[i64], micros: &[Option<i64>]) -> Vec<u8> {
         .write_batch(ids, None, None)
         .expect("ids");
     id.close().expect("close");
-    let mut ts = rg.next_column().expect("column").expect("ts");
+    let mut column = rg.next_column().expect("column").expect("second column");
+    second(&mut column);
+    column.close().expect("close");
+    rg.close().expect("close");
+    writer.close().expect("close");
+    out
+}
+
+/// What Spark and Impala write: `required int64 id; optional int96 ts`.
+fn int96_file(ids: &[i64], micros: &[Option<i64>]) -> Vec<u8> {
     let values: Vec<Int96> = micros
         .iter()
         .flatten()
         .map(|m| int96_from_micros(*m))
         .collect();
     let levels: Vec<i16> = micros.iter().map(|m| i16::from(m.is_some())).collect();
-    ts.typed::<Int96Type>()
-        .write_batch(&values, Some(&levels), None)
-        .expect("ts");
-    ts.close().expect("close");
-    rg.close().expect("close");
-    writer.close().expect("close");
-    out
+    low_level_file(
+        "message spark { required int64 id; optional int96 ts; }",
+        ids,
+        |ts| {
+            ts.typed::<Int96Type>()
+                .write_batch(&values, Some(&levels), None)
+                .expect("ts");
+        },
+    )
 }
 
 /// A legacy repeated field without a LIST annotation, rows `[10, 20]`, `[]`, `[30]`.
 fn legacy_repeated_file() -> Vec<u8> {
-    let schema = Arc::new(
-        parse_message_type("message legacy { required int64 id; repeated int32 vals; }")
-            .expect("schema"),
-    );
-    let mut out = Vec::new();
-    let mut writer =
-        SerializedFileWriter::new(&mut out, schema, Arc::new(WriterProperties::default()))
-            .expect("writer");
-    let mut rg = writer.next_row_group().expect("row group");
-    let mut id = rg.next_column().expect("column").expect("id");
-    id.typed::<Int64Type>()
-        .write_batch(&[1, 2, 3], None, None)
-        .expect("ids");
-    id.close().expect("close");
-    let mut vals = rg.next_column().expect("column").expect("vals");
-    vals.typed::<Int32Type>()
-        .write_batch(&[10, 20, 30], Some(&[1, 1, 0, 1]), Some(&[0, 1, 0, 0]))
-        .expect("vals");
-    vals.close().expect("close");
-    rg.close().expect("close");
-    writer.close().expect("close");
-    out
+    low_level_file(
+        "message legacy { required int64 id; repeated int32 vals; }",
+        &[1, 2, 3],
+        |vals| {
+            vals.typed::<Int32Type>()
+                .write_batch(&[10, 20, 30], Some(&[1, 1, 0, 1]), Some(&[0, 1, 0, 0]))
+                .expect("vals");
+        },
+    )
 }
 
 /// Files other writers produce read with the rows pyarrow gives, on every engine: INT96
