@@ -159,6 +159,21 @@ pub enum Error {
         message: String,
     },
 
+    /// Writing a transaction's journal failed and the store could not say whether it exists:
+    /// the operation may have committed. Do not retry it; `fsk recover` decides.
+    #[error(
+        "the outcome of transaction {txn} on {path} is unknown ({message}); do not run the \
+         operation again: run `fsk recover {path}`, which completes it if it committed"
+    )]
+    CommitOutcomeUnknown {
+        /// The dataset root.
+        path: String,
+        /// The transaction.
+        txn: String,
+        /// The store error.
+        message: String,
+    },
+
     /// fsk metadata (journal, lease) written by a newer fsk in a format this one does not
     /// know.
     #[error(
@@ -370,6 +385,7 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::RecoveryNeeded { .. } => "recovery_needed",
             Error::RecoveryFailed { .. } => "recovery_failed",
+            Error::CommitOutcomeUnknown { .. } => "commit_outcome_unknown",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::UnsupportedName { .. } => "unsupported_name",
             Error::Storage { .. } => "storage",

@@ -167,7 +167,14 @@ fn walk_local(root: &std::path::Path, display: &str) -> Result<Walked> {
         files: Vec::new(),
         journals: Vec::new(),
     };
-    if let Ok(entries) = std::fs::read_dir(root.join(crate::commit::FSK_DIR).join("txn")) {
+    let txn_dir = root.join(crate::commit::FSK_DIR).join("txn");
+    let journals = match std::fs::read_dir(&txn_dir) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // A reader that cannot look for journals cannot rule out a mixed state.
+        Err(e) => return Err(io(&txn_dir, e)),
+    };
+    if let Some(entries) = journals {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let relative = format!("{}/txn/{name}", crate::commit::FSK_DIR);

@@ -141,37 +141,60 @@ fn candidate_names(txn: &str, index: usize, target: &str) -> Vec<String> {
     names
 }
 
-/// Whether the object at `relative` is the staged file of `entry`: same size and checksum.
-/// `Ok(false)` when it is absent or different; store errors are errors (unknown is not no).
-async fn is_our_file(location: &Location, relative: &str, entry: &PublishEntry) -> Result<bool> {
-    let path = location.child(relative);
+/// The size and checksum of the object at `path`, `None` when it is absent; store errors are
+/// errors (unknown is not no).
+async fn fingerprint(location: &Location, path: &Path) -> Result<Option<(u64, String)>> {
     let store = location.store();
-    let meta = match store.head(&path).await {
+    let got = match store.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::from_store(location.describe(path), e)),
+    };
+    let size = got.meta.size;
+    let mut checksum = Checksum::default();
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::from_store(location.describe(path), e))?
+    {
+        checksum.update(&chunk);
+    }
+    Ok(Some((size, checksum.render())))
+}
+
+/// Whether the object at `relative` is the staged file of `entry`: same size and checksum
+/// (for a journal of fsk before checksums, same bytes as the staged file, while it exists).
+/// A name the journal removes is never taken for our copy: it held old data.
+async fn is_our_file(
+    location: &Location,
+    journal: &Journal,
+    relative: &str,
+    entry: &PublishEntry,
+) -> Result<bool> {
+    if journal.remove.iter().any(|r| r == relative) {
+        return Ok(false);
+    }
+    let path = location.child(relative);
+    let meta = match location.store().head(&path).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(false),
         Err(e) => return Err(Error::from_store(location.describe(&path), e)),
     };
-    let Some(expected) = &entry.checksum else {
-        // A journal without checksums (older fsk) cannot prove anything.
-        return Ok(false);
-    };
     if meta.size != entry.size_bytes {
         return Ok(false);
     }
-    let mut checksum = Checksum::default();
-    let mut stream = match store.get(&path).await {
-        Ok(got) => got.into_stream(),
-        Err(object_store::Error::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(Error::from_store(location.describe(&path), e)),
+    let expected = match &entry.checksum {
+        Some(expected) => expected.clone(),
+        None => match fingerprint(location, &location.child(&entry.staged)).await? {
+            Some((_, staged)) => staged,
+            // No checksum and no staged file: nothing to prove it with.
+            None => return Ok(false),
+        },
     };
-    while let Some(chunk) = stream
-        .try_next()
-        .await
-        .map_err(|e| Error::from_store(location.describe(&path), e))?
-    {
-        checksum.update(&chunk);
-    }
-    Ok(checksum.render() == *expected)
+    Ok(fingerprint(location, &path)
+        .await?
+        .is_some_and(|(size, checksum)| size == entry.size_bytes && checksum == expected))
 }
 
 /// Publishes entry `index` of `journal`; returns its final relative path.
@@ -192,7 +215,7 @@ async fn publish_one(
                 // A rename is a copy then a delete: a crash between the two leaves the staged
                 // file beside its published copy. Only a proven copy finishes the rename;
                 // anything else at that name is a collision, and the next name is tried.
-                if is_our_file(location, name, entry).await? {
+                if is_our_file(location, journal, name, entry).await? {
                     match store.delete(&staged).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                             return Ok(name.clone());
@@ -206,7 +229,7 @@ async fn publish_one(
                 // The staged file is gone: published by an earlier attempt, or lost. Only a
                 // proven copy at one of its names says which.
                 for candidate in &names {
-                    if is_our_file(location, candidate, entry).await? {
+                    if is_our_file(location, journal, candidate, entry).await? {
                         return Ok(candidate.clone());
                     }
                 }

@@ -51,6 +51,23 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
+/// Whether the open `folder` is still the folder at `path` (same device and inode).
+fn same_folder(folder: &std::fs::File, path: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (folder.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (folder, path);
+        true
+    }
+}
+
 /// The content of the lease object: who holds it, for what, and for how long a silence
 /// means it is dead. Host, pid and time are for people reading a conflict; no decision
 /// depends on them.
@@ -73,6 +90,10 @@ pub struct LeaseInfo {
     /// (informational).
     #[serde(default)]
     pub acquired_at_ms: u64,
+    /// How many times the holder renewed the lease. Every renewal changes the body, so the
+    /// ETag changes even on stores whose ETag is a hash of the content.
+    #[serde(default)]
+    pub renewals: u64,
 }
 
 impl LeaseInfo {
@@ -84,6 +105,7 @@ impl LeaseInfo {
             txn: txn.to_string(),
             ttl_ms: default_ttl_ms(),
             acquired_at_ms: now_ms(),
+            renewals: 0,
         }
     }
 
@@ -128,6 +150,9 @@ pub(crate) enum Lease {
     Store {
         path: Path,
         txn: String,
+        /// The body and version last written, shared with the renewer; held across each
+        /// renewal so two renewals never race on one version.
+        current: Arc<tokio::sync::Mutex<(LeaseInfo, UpdateVersion)>>,
         renewer: tokio::task::JoinHandle<()>,
         /// Set by the renewer when the lease no longer holds our version (taken over after
         /// renewals failed for longer than its lifetime).
@@ -154,43 +179,80 @@ impl Lease {
     /// written only under a lease its writer holds.
     pub(crate) async fn ensure_held(&self, location: &Location) -> Result<()> {
         let Lease::Store {
-            path, txn, lost, ..
+            path,
+            current,
+            lost,
+            ..
         } = self
         else {
             // The OS lock cannot be taken from a living holder.
             return Ok(());
         };
-        let holder = read_lease(location, path).await?;
-        match holder {
-            Some((h, _)) if h.txn == *txn && !lost.load(Ordering::SeqCst) => Ok(()),
-            other => Err(Error::Conflict {
-                path: location.to_string(),
-                holder: format!(
-                    "the lease was lost (now {})",
-                    other
-                        .map(|(h, _)| h.describe())
-                        .unwrap_or_else(|| "held by nobody".to_string())
-                ),
-            }),
+        // Renew now, conditionally on the version we wrote last: success proves the lease
+        // is ours and gives a full lifetime for the journal write that follows.
+        for _ in 0..2 {
+            if lost.load(Ordering::SeqCst) {
+                break;
+            }
+            if renew(location, path, current).await {
+                return Ok(());
+            }
+            // A lease that still names this transaction is ours at a version we missed.
+            let txn = current.lock().await.0.txn.clone();
+            match read_lease(location, path).await {
+                Ok(Some((holder, version))) if holder.txn == txn => {
+                    current.lock().await.1 = version;
+                }
+                _ => break,
+            }
         }
+        lost.store(true, Ordering::SeqCst);
+        let now = read_lease(location, path).await.ok().flatten();
+        Err(Error::Conflict {
+            path: location.to_string(),
+            holder: format!(
+                "the lease was lost (now {})",
+                now.map(|(h, _)| h.describe())
+                    .unwrap_or_else(|| "held by nobody".to_string())
+            ),
+        })
     }
 
     /// Stops renewing and gives the lease up; never deletes another writer's lease.
-    pub(crate) async fn release(self, location: &Location) {
+    ///
+    /// Locally, fsk's own empty folders (and the dataset folder, with `remove_root`, when the
+    /// operation created it and left it empty) are removed while the lock is still held: a
+    /// writer waiting on the old folder must never lock a folder that is gone.
+    pub(crate) async fn release(self, location: &Location, remove_root: bool) {
         match self {
             Lease::Local { folder, info } => {
-                // The information file first, while the lock still keeps others out.
                 let _ = std::fs::remove_file(&info);
+                if let Some(root) = location.local_root() {
+                    // `remove_dir` never removes a folder with content.
+                    let fsk = root.join(FSK_DIR);
+                    for dir in [fsk.join("staging"), fsk.join("txn"), fsk] {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                    if remove_root {
+                        let _ = std::fs::remove_dir(root);
+                    }
+                }
                 drop(folder);
             }
             Lease::Store {
-                path, txn, renewer, ..
+                path,
+                txn,
+                renewer,
+                lost,
+                ..
             } => {
                 renewer.abort();
-                let ours = matches!(
-                    read_lease(location, &path).await,
-                    Ok(Some((h, _))) if h.txn == txn
-                );
+                // A lost lease may already be another writer's: never delete it.
+                let ours = !lost.load(Ordering::SeqCst)
+                    && matches!(
+                        read_lease(location, &path).await,
+                        Ok(Some((h, _))) if h.txn == txn
+                    );
                 if ours {
                     for attempt in 0..3u32 {
                         match location.store().delete(&path).await {
@@ -233,12 +295,20 @@ async fn acquire_local(
         source,
     };
     std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
-    let folder = std::fs::File::open(root).map_err(|e| io(root, e))?;
+    let mut folder = std::fs::File::open(root).map_err(|e| io(root, e))?;
     let info_path = root.join(FSK_DIR).join("lease.json");
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     loop {
         match folder.try_lock() {
-            Ok(()) => break,
+            Ok(()) if same_folder(&folder, root) => break,
+            Ok(()) => {
+                // Locked a folder that was removed (and perhaps created again) meanwhile:
+                // start over on the folder that is there now.
+                drop(folder);
+                std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+                folder = std::fs::File::open(root).map_err(|e| io(root, e))?;
+                continue;
+            }
             Err(std::fs::TryLockError::WouldBlock) => {
                 if deadline.is_none_or(|d| tokio::time::Instant::now() >= d) {
                     let holder = std::fs::read(&info_path)
@@ -369,9 +439,11 @@ async fn acquire_store(
                 return Ok(held(location, path, info, version));
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
-                failures = 0;
                 match read_lease_raw(location, &path).await {
-                    Ok(found) => found,
+                    Ok(found) => {
+                        failures = 0;
+                        found
+                    }
                     Err(e) => {
                         failures += 1;
                         if failures > MAX_STORE_RETRIES {
@@ -401,8 +473,19 @@ async fn acquire_store(
                 continue;
             }
         };
-        // Gone between our create and our read: try to create it again.
+        // Gone between our create and our read: try to create it again (bounded by the
+        // deadline like every other wait).
         let Some((holder, version)) = existing else {
+            if deadline.is_none_or(|d| tokio::time::Instant::now() >= d) {
+                failures += 1;
+                if failures > MAX_STORE_RETRIES {
+                    return Err(Error::Conflict {
+                        path: location.to_string(),
+                        holder: "a lease that keeps appearing and vanishing".to_string(),
+                    });
+                }
+            }
+            tokio::time::sleep(POLL).await;
             continue;
         };
         let Some(key) = version_key(&version) else {
@@ -480,65 +563,96 @@ async fn backoff(failures: u32) {
 
 fn held(location: &Location, path: Path, info: LeaseInfo, version: UpdateVersion) -> Lease {
     let lost = Arc::new(AtomicBool::new(false));
+    let txn = info.txn.clone();
+    let every = Duration::from_millis(info.ttl_ms / 3).max(Duration::from_millis(10));
+    let current = Arc::new(tokio::sync::Mutex::new((info, version)));
     let renewer = spawn_renewer(
         location.clone(),
         path.clone(),
-        info.clone(),
-        version,
+        Arc::clone(&current),
+        every,
         Arc::clone(&lost),
     );
     Lease::Store {
         path,
-        txn: info.txn,
+        txn,
+        current,
         renewer,
         lost,
     }
 }
 
+/// One conditional renewal on the version last written; `false` when the lease is no longer
+/// ours (or cannot be renewed conditionally). Transient errors are `false` too: the caller
+/// decides whether to retry.
+async fn renew(
+    location: &Location,
+    path: &Path,
+    current: &tokio::sync::Mutex<(LeaseInfo, UpdateVersion)>,
+) -> bool {
+    let mut guard = current.lock().await;
+    let (info, version) = &mut *guard;
+    let mut next = info.clone();
+    next.renewals += 1;
+    let Ok(body) = next.body() else {
+        return false;
+    };
+    match location
+        .store()
+        .put_opts(
+            path,
+            body,
+            PutOptions::from(PutMode::Update(version.clone())),
+        )
+        .await
+    {
+        Ok(result) => {
+            *info = next;
+            *version = UpdateVersion {
+                e_tag: result.e_tag,
+                version: result.version,
+            };
+            true
+        }
+        Err(e) => {
+            tracing::warn!("could not renew the dataset lease: {e}");
+            false
+        }
+    }
+}
+
 /// Renews the lease every third of its lifetime with a conditional put on the version this
-/// writer last wrote: a lease another writer took over is never overwritten. A lost lease
-/// sets `lost` and stops; the commit then refuses to write its journal.
+/// writer last wrote: a lease another writer took over is never overwritten. A condition
+/// that fails (the lease changed) sets `lost` and stops; the commit then refuses to write
+/// its journal. Transient errors are retried at the next tick.
 fn spawn_renewer(
     location: Location,
     path: Path,
-    info: LeaseInfo,
-    mut version: UpdateVersion,
+    current: Arc<tokio::sync::Mutex<(LeaseInfo, UpdateVersion)>>,
+    every: Duration,
     lost: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = Duration::from_millis(info.ttl_ms / 3).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(every).await;
-            let Ok(body) = info.body() else {
-                return;
-            };
-            let renewed = location
-                .store()
-                .put_opts(
-                    &path,
-                    body,
-                    PutOptions::from(PutMode::Update(version.clone())),
-                )
-                .await;
-            match renewed {
-                Ok(result) => {
-                    version = UpdateVersion {
-                        e_tag: result.e_tag,
-                        version: result.version,
-                    };
+            if renew(&location, &path, &current).await {
+                continue;
+            }
+            // Tell a changed lease from a transient failure: only ours may carry our txn.
+            let txn = current.lock().await.0.txn.clone();
+            match read_lease(&location, &path).await {
+                Ok(Some((holder, version))) if holder.txn == txn => {
+                    // Still ours (a renewal whose answer was lost moved the version).
+                    current.lock().await.1 = version;
                 }
-                Err(
-                    object_store::Error::Precondition { .. }
-                    | object_store::Error::NotFound { .. }
-                    | object_store::Error::NotImplemented { .. },
-                ) => {
+                Ok(_) => {
                     tracing::warn!(
                         "the dataset lease was taken over; this operation will not commit"
                     );
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
-                Err(e) => tracing::warn!("could not renew the dataset lease: {e}"),
+                Err(_) => {}
             }
         }
     })

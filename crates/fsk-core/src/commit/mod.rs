@@ -283,7 +283,11 @@ impl Transaction {
                     Err(e)
                 }
                 Some(true) => Ok(self.pending(e)),
-                None => Err(e),
+                None => Err(Error::CommitOutcomeUnknown {
+                    path: self.location.to_string(),
+                    txn: self.txn.clone(),
+                    message: e.to_string(),
+                }),
             },
             Err(CommitError::AfterJournal(e)) => Ok(self.pending(e)),
         };
@@ -376,19 +380,9 @@ impl Transaction {
 
     async fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
-            lease.release(&self.location).await;
-            // Local folders outlive their files: remove fsk's own folders once empty, and the
-            // dataset folder if the operation left nothing in it (a no-op merge into a missing
-            // dataset creates nothing). `remove_dir` never removes a folder with content.
-            if let Some(root) = self.location.local_root() {
-                let fsk = root.join(FSK_DIR);
-                for dir in [fsk.join("staging"), fsk.join("txn"), fsk] {
-                    let _ = std::fs::remove_dir(dir);
-                }
-                if !self.root_existed {
-                    let _ = std::fs::remove_dir(root);
-                }
-            }
+            // A no-op merge into a missing dataset creates nothing: the folder the lease
+            // created goes too, if nothing was written into it.
+            lease.release(&self.location, !self.root_existed).await;
         }
     }
 }
@@ -745,6 +739,7 @@ mod tests {
             ttl_ms,
             // A clock far ahead of ours: nothing may depend on it.
             acquired_at_ms: now_ms() + 10 * 86_400_000,
+            renewals: 0,
         }
     }
 
@@ -753,6 +748,31 @@ mod tests {
             .put(&lease_path(loc), PutPayload::from(body))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_renewal_changes_the_lease_body() {
+        // On S3 without versioning the ETag is a hash of the body: a renewal that rewrote
+        // the same bytes would look like silence to an observer.
+        let loc = Location::parse("memory://commit-renewal-body/ds").unwrap();
+        let tx = Transaction::begin(&loc, "write", None).await.unwrap();
+        let path = lease_path(&loc);
+        let body = |loc: Location| async move {
+            loc.store()
+                .get(&lease_path(&loc))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        };
+        let before = body(loc.clone()).await;
+        tx.lease.as_ref().unwrap().ensure_held(&loc).await.unwrap();
+        let after = body(loc.clone()).await;
+        assert_ne!(before, after);
+        let (holder, _) = lease::read_lease(&loc, &path).await.unwrap().unwrap();
+        assert_eq!(holder.renewals, 1);
+        tx.abort().await;
     }
 
     #[tokio::test]
@@ -836,6 +856,39 @@ mod tests {
         put_journal(&loc, &[]).await;
         recover(&loc, None).await.unwrap();
         assert_eq!(names(&loc).await, vec!["a.parquet".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_without_checksums_compares_with_the_staged_file() {
+        let loc = Location::parse("memory://commit-v0/ds").unwrap();
+        put(&loc, "_fsk/staging/t1/a.parquet.staged", b"new").await;
+        put(&loc, "a.parquet", b"new").await;
+        let journal = br#"{"txn": "t1", "operation": "write", "remove": [],
+            "publish": [{"staged": "_fsk/staging/t1/a.parquet.staged", "target": "a.parquet",
+                         "size_bytes": 3, "row_count": 1}]}"#;
+        put(&loc, "_fsk/txn/t1.json", journal).await;
+        recover(&loc, None).await.unwrap();
+        assert_eq!(
+            names(&loc).await,
+            vec!["a.parquet".to_string()],
+            "published once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_the_journal_removes_is_never_taken_for_our_copy() {
+        let loc = Location::parse("memory://commit-removed-twin/ds").unwrap();
+        // An overwrite whose new file has the old file's name and bytes.
+        put(&loc, "_fsk/staging/t1/a.parquet.staged", b"new").await;
+        put(&loc, "a.parquet", b"new").await;
+        put_journal(&loc, &["a.parquet"]).await;
+        recover(&loc, None).await.unwrap();
+        let all = names(&loc).await;
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].starts_with("a-"),
+            "published under a derived name: {all:?}"
+        );
     }
 
     #[tokio::test]
