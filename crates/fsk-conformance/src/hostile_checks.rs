@@ -51,16 +51,7 @@ fn with_footer(footer: &[u8]) -> Vec<u8> {
 }
 
 fn zigzag_varint(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+    varint(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
