@@ -41,22 +41,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let Some(root) = location.local_root().map(FsPath::to_path_buf) else {
-        return Ok(());
-    };
-    let files: Vec<PathBuf> = files.into_iter().map(|f| root.join(f.as_ref())).collect();
-    run_blocking(move || {
-        for file in &files {
-            sync_path(file)?;
-        }
-        sync_folders_of(&root, files.iter().map(PathBuf::as_path))
-    })
-    .await
+    sync(location, files, true).await
 }
 
 /// Flushes the folders that hold (or held) the files at `relatives`, up to the dataset
 /// root: what makes a rename, a new folder or a delete durable. A no-op off local disk.
 pub(crate) async fn sync_parents<I, S>(location: &Location, relatives: I) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    sync(location, relatives, false).await
+}
+
+async fn sync<I, S>(location: &Location, relatives: I, files_too: bool) -> Result<()>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -68,7 +66,15 @@ where
         .into_iter()
         .map(|f| root.join(f.as_ref()))
         .collect();
-    run_blocking(move || sync_folders_of(&root, files.iter().map(PathBuf::as_path))).await
+    run_blocking(move || {
+        if files_too {
+            for file in &files {
+                sync_path(file)?;
+            }
+        }
+        sync_folders_of(&root, files.iter().map(PathBuf::as_path))
+    })
+    .await
 }
 
 fn sync_folders_of<'a>(root: &FsPath, files: impl Iterator<Item = &'a FsPath>) -> Result<()> {
