@@ -14,7 +14,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 
 use fsk_core::Location;
 use fsk_core::backend::{DatasetBackend, ReadOptions, StatsOptions};
@@ -183,11 +183,10 @@ pub async fn mutated_footers_never_panic(backend: &dyn DatasetBackend, fx: &Fixt
     let n = original.len();
     let length = u32::from_le_bytes(original[n - 8..n - 4].try_into().expect("4")) as usize;
     let footer_start = n - 8 - length;
-    let mut runner = TestRunner::new(Config {
-        cases: 96,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(crate::proptests::persisted(
+        96,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/footer_mutants.txt"),
+    ));
     let strategy = (
         proptest::collection::vec((0..length + 8, any::<u8>()), 1..6),
         0..4usize,
@@ -401,5 +400,63 @@ pub async fn files_of_other_writers_read_as_written(backend: &dyn DatasetBackend
             .await
             .expect(name);
         assert_eq!(stats.total_rows, 20, "{name}");
+    }
+}
+
+/// Dictionary pages with the defects pyarrow tolerates read with the rows written, on every
+/// engine: a wrong CRC, the legacy `PLAIN_DICTIONARY` encoding on the dictionary page, and
+/// `is_sorted` claimed for an unsorted dictionary. A dictionary page that pyarrow rejects
+/// (it holds fewer values than the data pages index) is a typed error naming the file, not a
+/// panic and not wrong rows. The fixtures and how they were made:
+/// `crates/fsk-conformance/fixtures/make_dictionary_pages.py`.
+pub async fn dictionary_page_defects_read_as_pyarrow_reads(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+) {
+    let tolerated = include_bytes!("../fixtures/dictionary-defects-tolerated.parquet");
+    let rejected = include_bytes!("../fixtures/dictionary-defects-rejected.parquet");
+    let loc = fx.location("dictionary-tolerated");
+    put_bytes(&loc, "defects.parquet", tolerated.to_vec()).await;
+    let rows = read_rows(backend, &loc, &ReadOptions::default()).await.1;
+    let want: Vec<String> = [
+        (1, "c"),
+        (2, "a"),
+        (3, "c"),
+        (4, "b"),
+        (5, "a"),
+        (6, "c"),
+        (7, "b"),
+        (8, "c"),
+    ]
+    .iter()
+    .map(|(id, s)| format!("id={id}|s={s}"))
+    .collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(rows, want, "the rows pyarrow reads");
+    let filtered = read_rows(
+        backend,
+        &loc,
+        &ReadOptions {
+            filter: Some("s = 'b'".into()),
+            ..ReadOptions::default()
+        },
+    )
+    .await
+    .1;
+    assert_eq!(filtered.len(), 2, "{filtered:?}");
+
+    let loc = fx.location("dictionary-rejected");
+    put_bytes(&loc, "defects.parquet", rejected.to_vec()).await;
+    let outcome = match backend.read(&loc, &ReadOptions::default()).await {
+        Ok(result) => result.collect().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Err(e @ (Error::CorruptFile { .. } | Error::Parquet { .. })) => {
+            assert!(e.to_string().contains("defects.parquet"), "{e}");
+        }
+        Err(other) => panic!("an untyped failure for a bad dictionary: {other}"),
+        Ok(()) => panic!("a dictionary smaller than its indices read without an error"),
     }
 }

@@ -125,19 +125,13 @@ impl Fixture {
 /// A conformance check.
 pub type CheckFn = for<'a> fn(&'a dyn DatasetBackend, &'a Fixture) -> BoxFuture<'a, ()>;
 
-macro_rules! checks {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        /// Every check, by name.
-        pub fn all_checks() -> Vec<(&'static str, CheckFn)> {
-            vec![$((
-                stringify!($name),
-                (|backend, fixture| $module::$name(backend, fixture).boxed()) as CheckFn,
-            )),*]
-        }
-    };
-}
-
-checks!(
+/// Expands the list of every check, by module and name, into `$callback!`'s arguments.
+/// The one list behind [`all_checks`] and [`conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_checks {
+    ($callback:ident $args:tt) => {
+        $crate::$callback! { $args
     write_checks::write_then_read_round_trips,
     write_checks::default_file_names_are_unique_tokens,
     write_checks::append_keeps_existing_files,
@@ -181,6 +175,7 @@ checks!(
     hostile_checks::crafted_footers_are_corrupt_files,
     hostile_checks::mutated_footers_never_panic,
     hostile_checks::files_of_other_writers_read_as_written,
+    hostile_checks::dictionary_page_defects_read_as_pyarrow_reads,
     commit_checks::failure_at_every_step_recovers_to_before_or_after,
     commit_checks::staging_is_kept_while_the_journal_is_unknown,
     commit_checks::unfinished_journals_are_refused_or_recovered,
@@ -211,8 +206,108 @@ checks!(
     merge_checks::failing_store_fails_cleanly_and_recovers,
     merge_checks::merge_edge_cases,
     merge_checks::bloom_filters_prune_before_the_key_scan,
-    merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
-);
+    merge_checks::bloom_filters_of_narrower_keys_are_not_misread
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __all_checks_fn {
+    ([] $($module:ident :: $name:ident),* $(,)?) => {
+        /// Every check, by name.
+        pub fn all_checks() -> Vec<(&'static str, CheckFn)> {
+            vec![$((
+                stringify!($name),
+                (|backend, fixture| $module::$name(backend, fixture).boxed()) as CheckFn,
+            )),*]
+        }
+    };
+}
+
+__with_checks!(__all_checks_fn[]);
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __check_tests {
+    ([$backend:expr] $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let backend = $backend;
+                $crate::run_check(
+                    &backend,
+                    stringify!($name),
+                    |b, f| $crate::__boxed($crate::$module::$name(b, f)),
+                    &$crate::stores_under_test(),
+                )
+                .await;
+            }
+        )*
+    };
+}
+
+/// One `#[tokio::test]` per conformance check, named after the check, each running it on
+/// every store of [`stores_under_test`] with the engine `$backend` builds:
+///
+/// ```ignore
+/// mod conformance {
+///     fsk_conformance::conformance_tests!(fsk_arrow::ArrowBackend::new());
+/// }
+/// ```
+///
+/// so `cargo test -p fsk-arrow conformance::merge_edge_cases` runs one check, and a failure
+/// names the check, the engine and the store.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::__with_checks!(__check_tests[$backend]);
+    };
+}
+
+/// Boxes a check's future (for [`conformance_tests!`]).
+#[doc(hidden)]
+pub fn __boxed<'a>(f: impl std::future::Future<Output = ()> + Send + 'a) -> BoxFuture<'a, ()> {
+    f.boxed()
+}
+
+/// Runs the check `name` on each of `kinds`, each on a fresh fixture; panics naming the
+/// check, the engine and every store it failed on.
+pub async fn run_check(
+    backend: &dyn DatasetBackend,
+    name: &str,
+    check: CheckFn,
+    kinds: &[StoreUnderTest],
+) {
+    let mut failures = Vec::new();
+    for &kind in kinds {
+        if let Some(message) = run_one(backend, check, kind).await {
+            failures.push(format!("[{kind:?}]: {message}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "conformance check {name} failed on the {} engine:\n{}",
+        backend.name(),
+        failures.join("\n")
+    );
+}
+
+/// Runs `check` once on a fresh fixture of `kind`; the panic message if it failed.
+async fn run_one(backend: &dyn DatasetBackend, check: CheckFn, kind: StoreUnderTest) -> Option<String> {
+    let fixture = Fixture::new(kind);
+    let outcome = AssertUnwindSafe(check(backend, &fixture))
+        .catch_unwind()
+        .await;
+    outcome.err().map(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".to_string())
+    })
+}
+
 
 /// Runs every check on every store of [`stores_under_test`]; panics listing every failure.
 pub async fn run_all(backend: &dyn DatasetBackend) {
@@ -225,17 +320,8 @@ pub async fn run_on(backend: &dyn DatasetBackend, kinds: &[StoreUnderTest]) {
     let mut ran = 0;
     for &kind in kinds {
         for (name, check) in all_checks() {
-            let fixture = Fixture::new(kind);
             ran += 1;
-            let outcome = AssertUnwindSafe(check(backend, &fixture))
-                .catch_unwind()
-                .await;
-            if let Err(panic) = outcome {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".to_string());
+            if let Some(message) = run_one(backend, check, kind).await {
                 failures.push(format!("{name} [{kind:?}]: {message}"));
             }
         }

@@ -199,16 +199,27 @@ fn build(case: &Case) -> (Vec<RecordBatch>, Option<String>) {
     (out, partition)
 }
 
+/// A runner configuration of `cases` cases whose failures persist in `file` (committed
+/// under `crates/fsk-conformance/proptest-regressions/`), replayed first on every run.
+pub(crate) fn persisted(cases: u32, file: &'static str) -> Config {
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(file),
+        )),
+        ..Config::default()
+    }
+}
+
 /// Runs `cases` random write-then-read round trips on local disk, shrinking a failing case.
 /// Needs a multi-threaded Tokio runtime (the property runner blocks in place).
 pub async fn write_read_round_trip(backend: &dyn DatasetBackend, cases: u32) {
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
-        let mut runner = TestRunner::new(Config {
+        let mut runner = TestRunner::new(persisted(
             cases,
-            failure_persistence: None,
-            ..Config::default()
-        });
+            concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/round_trip.txt"),
+        ));
         let result = runner.run(&case_strategy(), |case| {
             handle.block_on(check_case(backend, case));
             Ok(())
@@ -345,11 +356,10 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
     use fsk_core::merge::{MergeOptions, Strategy as MergeStrategy};
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
-        let mut runner = TestRunner::new(Config {
+        let mut runner = TestRunner::new(persisted(
             cases,
-            failure_persistence: None,
-            ..Config::default()
-        });
+            concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/merge_model.txt"),
+        ));
         let result = runner.run(&merge_case_strategy(), |case| {
             handle.block_on(async {
                 let strategies = [

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use fsk_core::DatasetBackend;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance() {
-    fsk_conformance::run_all(&fsk_datafusion::DataFusionBackend::new()).await;
+/// One test per conformance check, on every store under test.
+mod conformance {
+    fsk_conformance::conformance_tests!(fsk_datafusion::DataFusionBackend::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
