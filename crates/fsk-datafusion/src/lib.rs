@@ -1,11 +1,13 @@
 //! `fsk-datafusion`: the fsk engine on a DataFusion `SessionContext`.
 //!
-//! The core's pruned, projected scan is registered as a streaming table, and DataFusion plans
-//! and runs the filter as SQL over it, so listing, hive typing and pruning are identical on
-//! every engine while DataFusion evaluates the rows. Writes go through the shared writer and
-//! commit protocol.
+//! The core plans (listing, hive typing, footers, partition and statistics pruning down to
+//! row groups); DataFusion executes: its parquet scan reads each planned file with the
+//! filter pushed into the reader and evaluates it on its physical expressions (see
+//! [`scan`]). Writes go through the shared writer and commit protocol.
 
 #![deny(clippy::clone_on_ref_ptr)]
+
+mod scan;
 
 use std::sync::{Arc, Mutex};
 
@@ -23,10 +25,15 @@ use futures::{StreamExt, TryStreamExt};
 use fsk_core::backend::{BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions};
 use fsk_core::error::{Error, Result};
 use fsk_core::scan::plan_scan;
-use fsk_core::schema::cast_by_position;
 use fsk_core::storage::Location;
 
 const ENGINE: &str = "datafusion";
+
+/// The cores this process may use: DataFusion's `target_partitions` and the files scanned at
+/// once.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// The DataFusion engine.
 #[derive(Clone, Debug, Default)]
@@ -130,30 +137,13 @@ impl DatasetBackend for DataFusionBackend {
 
     async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
         let plan = plan_scan(location, options).await?;
-        let Some(select) = plan.filter_sql("scan") else {
-            return Ok(plan.unfiltered());
-        };
-        let output_schema = Arc::clone(&plan.output_schema);
-        let ctx = SessionContext::new();
-        register_stream(&ctx, "scan", Arc::clone(&plan.scan_schema), plan.scan())?;
-        let limit = plan
-            .limit
-            .map(|l| format!(" LIMIT {l}"))
-            .unwrap_or_default();
-        let sql = format!("{select}{limit}");
-        let frame = ctx.sql(&sql).await.map_err(|e| {
-            let err = from_datafusion(e);
-            Error::Engine {
-                engine: ENGINE.to_string(),
-                message: format!("planning {sql}: {err}"),
-            }
-        })?;
-        let stream = frame.execute_stream().await.map_err(from_datafusion)?;
-        let schema = Arc::clone(&output_schema);
-        let stream = stream
-            .map_err(from_datafusion)
-            .map(move |batch| cast_by_position(&batch?, &schema))
-            .boxed();
-        Ok(Batches::new(output_schema, stream))
+        tracing::debug!(
+            files = plan.files.len(),
+            pruned_by_partition = plan.files_pruned_by_partition,
+            pruned_by_statistics = plan.files_pruned_by_statistics,
+            "planned read; DataFusion scans"
+        );
+        let stream = scan::scan(&plan)?;
+        Ok(Batches::new(Arc::clone(&plan.output_schema), stream))
     }
 }
