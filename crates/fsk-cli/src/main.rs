@@ -59,6 +59,8 @@ enum Command {
     Compact(CompactArgs),
     /// Roll unfinished transactions forward or back (after a crash).
     Recover(RecoverArgs),
+    /// List the engines built in, what each supports and what executes each primitive.
+    Engines,
 }
 
 #[derive(Args, Debug)]
@@ -426,12 +428,13 @@ async fn run_write(
         return print_json(&report);
     }
     println!(
-        "wrote {} rows in {} file(s) to {} ({}, engine {}, {} ms)",
+        "wrote {} rows in {} file(s) to {} ({}, engine {}: {}, {} ms)",
         report.total_rows,
         report.files.len(),
         location,
         report.mode,
         report.engine,
+        describe_execution(&report.execution),
         report.elapsed_ms
     );
     for file in &report.files {
@@ -499,11 +502,12 @@ async fn run_merge(
         RewriteMode::Full => "full",
     };
     println!(
-        "{verb} {} source rows into {} ({}, {mode}, engine {}): {} inserted, {} updated, {} deleted, {} rows now",
+        "{verb} {} source rows into {} ({}, {mode}, engine {}: {}): {} inserted, {} updated, {} deleted, {} rows now",
         report.source_count,
         location,
         report.strategy,
         report.engine,
+        describe_execution(&report.execution),
         report.inserted,
         report.updated,
         report.deleted,
@@ -720,9 +724,10 @@ async fn run_compact(
         "compacted"
     };
     println!(
-        "{verb} {} (engine {}): {} file(s) -> {} file(s); {} group(s), {} rows, {} read, {} written; {} file(s) untouched",
+        "{verb} {} (engine {}: {}): {} file(s) -> {} file(s); {} group(s), {} rows, {} read, {} written; {} file(s) untouched",
         location,
         report.engine,
+        describe_execution(&report.execution),
         report.files_before,
         report.files_after,
         report.groups.len(),
@@ -786,7 +791,60 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => run_stats(args, &cli.global, backend, &storage).await,
         Command::Compact(args) => run_compact(args, &cli.global, backend, &storage).await,
         Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
+        Command::Engines => run_engines(&cli.global),
     }
+}
+
+/// One line naming what executed each phase of an operation.
+fn describe_execution(execution: &fsk::Execution) -> String {
+    let parts: Vec<String> = [
+        ("scan", &execution.scan),
+        ("key match", &execution.key_match),
+        ("write", &execution.write),
+    ]
+    .into_iter()
+    .filter_map(|(phase, by)| by.as_ref().map(|by| format!("{phase}: {by}")))
+    .collect();
+    if parts.is_empty() {
+        "nothing executed".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn run_engines(global: &Global) -> Result<()> {
+    let engines: Vec<serde_json::Value> = fsk::Engine::available()
+        .into_iter()
+        .filter_map(|engine| engine.backend().ok())
+        .map(|backend| {
+            serde_json::json!({
+                "name": backend.name(),
+                "capabilities": backend.capabilities(),
+            })
+        })
+        .collect();
+    if global.json {
+        return print_json(&engines);
+    }
+    for engine in &engines {
+        let caps = &engine["capabilities"];
+        let supported: Vec<&str> = [
+            "write", "read", "merge", "compact", "optimize", "dedup", "sql",
+        ]
+        .into_iter()
+        .filter(|op| caps[*op].as_bool() == Some(true))
+        .collect();
+        println!("{}", engine["name"].as_str().unwrap_or("?"));
+        println!("  operations: {}", supported.join(", "));
+        for (label, key) in [
+            ("scan", "scan"),
+            ("key match", "key_match"),
+            ("write", "write_files"),
+        ] {
+            println!("  {label}: {}", caps[key].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -427,3 +427,60 @@ pub async fn compact_leaves_files_without_rows(backend: &dyn DatasetBackend, fx:
     let (schema, rows) = read_rows(backend, &loc, &ReadOptions::default()).await;
     assert!(rows.is_empty() && schema.field_with_name("id").is_ok());
 }
+
+/// The scan executor each engine must report on each store: its own reader, except DuckDB
+/// off local disk (no httpfs offline), where arrow-rs reads.
+fn expected_scan(backend: &dyn DatasetBackend, fx: &Fixture) -> &'static str {
+    match (backend.name(), fx.kind()) {
+        ("duckdb", crate::StoreUnderTest::Local) => "duckdb",
+        ("duckdb", _) => "arrow-rs",
+        ("datafusion", _) => "datafusion",
+        _ => "arrow-rs",
+    }
+}
+
+/// Reports name what executed each phase, and it is what the engine's scan really is:
+/// compaction's and merge's reads run in the engine's own reader (DuckDB's on local disk),
+/// key matching and encoding in the core. A write only encodes; a dry run executes nothing.
+pub async fn reports_name_what_executed(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("ds");
+    let mut written = None;
+    for i in 0..3 {
+        written = Some(
+            backend
+                .write(
+                    &loc,
+                    batches(vec![sample(i * 10, 10)]),
+                    &WriteOptions::default(),
+                )
+                .await
+                .expect("write"),
+        );
+    }
+    let written = written.expect("written");
+    assert_eq!(written.engine, backend.name());
+    assert_eq!(written.execution.write.as_deref(), Some("arrow-rs"));
+    assert_eq!(written.execution.scan, None, "a write reads nothing");
+    let scan = expected_scan(backend, fx);
+
+    let dry = compact(backend, &loc, CompactOptions::new().with_dry_run(true)).await;
+    assert_eq!(dry.execution, fsk_core::backend::Execution::default());
+    let report = compact(backend, &loc, CompactOptions::new()).await;
+    assert_eq!(report.engine, backend.name());
+    assert_eq!(report.execution.scan.as_deref(), Some(scan), "{report:?}");
+    assert_eq!(report.execution.write.as_deref(), Some("arrow-rs"));
+
+    let merged = backend
+        .merge(
+            &loc,
+            batches(vec![sample(5, 10)]),
+            &fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert),
+        )
+        .await
+        .expect("merge");
+    assert_eq!(merged.engine, backend.name());
+    assert_eq!(merged.execution.scan.as_deref(), Some(scan), "{merged:?}");
+    assert_eq!(merged.execution.key_match.as_deref(), Some("arrow-rs"));
+    assert_eq!(merged.execution.write.as_deref(), Some("arrow-rs"));
+    assert_eq!(merged.total, 30);
+}

@@ -185,7 +185,10 @@ pub async fn mutated_footers_never_panic(backend: &dyn DatasetBackend, fx: &Fixt
     let footer_start = n - 8 - length;
     let mut runner = TestRunner::new(crate::proptests::persisted(
         96,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/footer_mutants.txt"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/footer_mutants.txt"
+        ),
     ));
     let strategy = (
         proptest::collection::vec((0..length + 8, any::<u8>()), 1..6),

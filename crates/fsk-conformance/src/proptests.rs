@@ -218,7 +218,10 @@ pub async fn write_read_round_trip(backend: &dyn DatasetBackend, cases: u32) {
     tokio::task::block_in_place(|| {
         let mut runner = TestRunner::new(persisted(
             cases,
-            concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/round_trip.txt"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/proptest-regressions/round_trip.txt"
+            ),
         ));
         let result = runner.run(&case_strategy(), |case| {
             handle.block_on(check_case(backend, case));
@@ -358,7 +361,10 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
     tokio::task::block_in_place(|| {
         let mut runner = TestRunner::new(persisted(
             cases,
-            concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/merge_model.txt"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/proptest-regressions/merge_model.txt"
+            ),
         ));
         let result = runner.run(&merge_case_strategy(), |case| {
             handle.block_on(async {

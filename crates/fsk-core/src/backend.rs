@@ -119,6 +119,26 @@ impl ReadOptions {
     }
 }
 
+/// Which code executed each phase of an operation, for its report: the engine's own
+/// machinery or the core's arrow-rs code, never a label for work another part did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// What read the data files (`datafusion`, `duckdb`, `arrow-rs`; with a DuckDB filter
+    /// over arrow-rs reads on object stores, both), when files were read.
+    pub scan: Option<String>,
+    /// What matched source keys with the dataset's (merge): `arrow-rs`, the core's hash
+    /// index over the row format.
+    pub key_match: Option<String>,
+    /// What encoded the files written: `arrow-rs`, the core's parquet writer (names,
+    /// splits, statistics and bloom filters stay in the core on every engine).
+    pub write: Option<String>,
+}
+
+/// What executes key matching on every engine today.
+pub const CORE_KEY_MATCH: &str = "arrow-rs";
+/// What encodes every file written.
+pub const CORE_WRITER: &str = "arrow-rs";
+
 /// The report of a write.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteReport {
@@ -128,8 +148,10 @@ pub struct WriteReport {
     pub total_rows: u64,
     /// `append` or `overwrite`.
     pub mode: WriteMode,
-    /// The engine that ran the write.
+    /// The engine selected.
     pub engine: String,
+    /// What executed each phase (a write only encodes: the core's parquet writer).
+    pub execution: Execution,
     /// Data files removed (overwrite), relative paths.
     pub removed_files: Vec<String>,
     /// Whether this operation committed changes to the dataset (false for a dry run or when
@@ -191,11 +213,17 @@ pub struct Capabilities {
     pub dedup: bool,
     /// Run SQL over a dataset.
     pub sql: bool,
+    /// What executes the scan primitive (reads for read, compact and merge).
+    pub scan: &'static str,
+    /// What executes key matching (merge).
+    pub key_match: &'static str,
+    /// What encodes written files.
+    pub write_files: &'static str,
 }
 
 impl Capabilities {
-    /// What every engine gets from the core's shared implementations today: write, read
-    /// (the engine evaluates the filter), merge and compact.
+    /// What every engine gets from the core's shared implementations today: write, read,
+    /// merge and compact, each reading through the engine's scan primitive.
     pub const SHARED: Capabilities = Capabilities {
         write: true,
         read: true,
@@ -204,11 +232,47 @@ impl Capabilities {
         optimize: false,
         dedup: false,
         sql: false,
+        scan: "arrow-rs (the parquet crate's async reader, filter in a RowFilter, page index)",
+        key_match: "arrow-rs (fsk-core's hash index over the row format)",
+        write_files: "arrow-rs (fsk-core's parquet writer)",
     };
 }
 
-/// An engine: moves data for fsk's operations. The core plans and commits; the engine reads,
-/// filters, joins, sorts and writes.
+/// The rows of a scan, and what read them.
+pub struct Scan {
+    /// Rows of the plan's output schema.
+    pub stream: BatchStream,
+    /// The code that read and filtered them (`datafusion`, `duckdb`, or `arrow-rs` when the
+    /// core's parquet reader did), for the reports.
+    pub executor: &'static str,
+}
+
+impl fmt::Debug for Scan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scan")
+            .field("executor", &self.executor)
+            .finish()
+    }
+}
+
+/// The scan primitive: reads the files of a [`crate::scan::ScanPlan`] with an engine's own
+/// parquet reader. The core plans (listing, footers, pruning to row groups) and every
+/// operation (read, compact, the key scan and the rewrites of merge) reads through it.
+///
+/// The contract: the rows of the plan's files that match its filter, projected to
+/// [`crate::scan::ScanPlan::output_schema`] (types exactly as planned), at most
+/// `limit` of them; files in plan order and rows in file order. Without a filter the
+/// planned row groups are a selection (exactly those are read); with one they are a hint
+/// (rows outside them cannot match).
+#[async_trait]
+pub trait Scanner: Send + Sync + fmt::Debug {
+    /// Streams the plan's rows.
+    async fn scan(&self, plan: &crate::scan::ScanPlan) -> Result<Scan>;
+}
+
+/// An engine. The core plans, writes (names, splits, statistics, staging) and commits; the
+/// engine executes the primitives where engines genuinely differ, today the scan
+/// ([`Scanner`]): reading the planned files with the filter pushed into its reader.
 ///
 /// Operations an engine does not support keep the default body, which fails with
 /// [`Error::NotSupported`].
@@ -219,6 +283,11 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
 
     /// What the engine supports.
     fn capabilities(&self) -> Capabilities;
+
+    /// The engine's scan primitive (the core's arrow-rs reader by default).
+    fn scanner(&self) -> std::sync::Arc<dyn Scanner> {
+        std::sync::Arc::new(crate::scan::ArrowScanner)
+    }
 
     /// Writes `input` as a dataset at `location`. The default is the core's shared streaming
     /// writer and commit protocol, which every engine uses today.
@@ -231,8 +300,24 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         crate::ops::write_dataset(self.name(), location, input, options).await
     }
 
-    /// Reads a dataset (or one file) as a stream of batches.
-    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches>;
+    /// Reads a dataset (or one file) as a stream of batches: the core plans, the engine's
+    /// [`Scanner`] reads.
+    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
+        let plan = crate::scan::plan_scan(location, options).await?;
+        tracing::debug!(
+            engine = self.name(),
+            files = plan.files.len(),
+            pruned_by_partition = plan.files_pruned_by_partition,
+            pruned_by_statistics = plan.files_pruned_by_statistics,
+            row_groups_pruned = plan.row_groups_pruned,
+            "planned read"
+        );
+        let scan = self.scanner().scan(&plan).await?;
+        Ok(Batches::new(
+            std::sync::Arc::clone(&plan.output_schema),
+            scan.stream,
+        ))
+    }
 
     /// Lists data files with sizes and row counts from the footers.
     async fn stats(&self, location: &Location, options: &StatsOptions) -> Result<StatsReport> {
@@ -247,7 +332,7 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         source: Batches,
         options: &crate::merge::MergeOptions,
     ) -> Result<crate::merge::MergeReport> {
-        crate::merge::merge(self.name(), location, source, options).await
+        crate::merge::merge(self.name(), self.scanner(), location, source, options).await
     }
 
     /// Compacts small files into files near a target size. The default is the core's
@@ -258,7 +343,7 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         location: &Location,
         options: &crate::compact::CompactOptions,
     ) -> Result<crate::compact::CompactReport> {
-        crate::compact::compact(self.name(), location, options).await
+        crate::compact::compact(self.name(), self.scanner(), location, options).await
     }
 
     /// Runs a SQL query over the dataset registered as table `dataset`.

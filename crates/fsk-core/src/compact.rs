@@ -21,12 +21,13 @@ use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Scanner;
 use crate::commit::{PublishEntry, Staging, Transaction};
 use crate::error::{Error, Result};
-use crate::footer::{FileMeta, file_batches, read_footers};
+use crate::footer::{FileMeta, read_footers};
 use crate::listing::{self, DataFile, Listing};
 use crate::ops::reject_file_path;
-use crate::schema::{unify, widen_batch};
+use crate::schema::unify;
 use crate::storage::Location;
 use crate::write::{Codec, DatasetWriter, WriteOptions, WrittenFile};
 
@@ -233,8 +234,11 @@ pub struct CompactedGroup {
 /// What a compaction did (or, in a dry run, would do). Paths are relative to the root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactReport {
-    /// The engine that ran it.
+    /// The engine selected.
     pub engine: String,
+    /// What executed each phase: the engine's scan read the inputs, the core's writer
+    /// encoded the outputs (empty in a dry run, which reads only footers).
+    pub execution: crate::backend::Execution,
     /// Whether nothing was written.
     pub dry_run: bool,
     /// The target file size used.
@@ -275,6 +279,7 @@ pub struct CompactReport {
 /// in the report.
 pub async fn compact(
     engine: &str,
+    scanner: Arc<dyn Scanner>,
     location: &Location,
     options: &CompactOptions,
 ) -> Result<CompactReport> {
@@ -283,12 +288,12 @@ pub async fn compact(
     reject_file_path(location).await?;
     if options.dry_run {
         // A dry run only reads: no lease, no recovery, nothing written (as for merge).
-        let (mut report, _) = plan_and_run(engine, location, options, None).await?;
+        let (mut report, _) = plan_and_run(engine, &scanner, location, options, None).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
     let mut tx = Transaction::begin(location, "compact", options.wait).await?;
-    let outcome = plan_and_run(engine, location, options, Some(&tx.staging())).await;
+    let outcome = plan_and_run(engine, &scanner, location, options, Some(&tx.staging())).await;
     let (mut report, entries) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -331,6 +336,7 @@ pub async fn compact(
 
 async fn plan_and_run(
     engine: &str,
+    scanner: &Arc<dyn Scanner>,
     location: &Location,
     options: &CompactOptions,
     staging: Option<&Staging>,
@@ -388,6 +394,7 @@ async fn plan_and_run(
         })
         .collect();
     let mut entries = Vec::new();
+    let mut execution = crate::backend::Execution::default();
     if let Some(staging) = staging.filter(|_| !options.dry_run && !plan.is_empty()) {
         let jobs: Vec<(PlannedGroup, Vec<FileMeta>)> = plan
             .iter()
@@ -401,6 +408,7 @@ async fn plan_and_run(
         let written = crate::tasks::run_bounded(
             jobs.into_iter().map(|(group, files)| {
                 rewrite_group(
+                    Arc::clone(scanner),
                     location.clone(),
                     staging.clone(),
                     options.clone(),
@@ -411,7 +419,9 @@ async fn plan_and_run(
             GROUPS_IN_PARALLEL,
         )
         .await?;
-        for (group, staged) in groups.iter_mut().zip(written) {
+        for (group, (staged, executor)) in groups.iter_mut().zip(written) {
+            execution.scan = Some(executor.to_string());
+            execution.write = Some(crate::backend::CORE_WRITER.to_string());
             let rows: u64 = staged.iter().map(|e| e.row_count).sum();
             if rows != group.rows {
                 return Err(Error::Internal(format!(
@@ -440,6 +450,7 @@ async fn plan_and_run(
     };
     let report = CompactReport {
         engine: engine.to_string(),
+        execution,
         dry_run: options.dry_run,
         target_file_size: options.target_file_size,
         min_file_size: options.min_file_size(),
@@ -476,12 +487,13 @@ async fn only_fsk_dir(location: &Location) -> Result<bool> {
 
 /// Streams a group's files, in order, into new files in the group's folder.
 async fn rewrite_group(
+    scanner: Arc<dyn Scanner>,
     location: Location,
     staging: Staging,
     options: CompactOptions,
     group: PlannedGroup,
     files: Vec<FileMeta>,
-) -> Result<Vec<PublishEntry>> {
+) -> Result<(Vec<PublishEntry>, &'static str)> {
     let schemas: Vec<SchemaRef> = files.iter().map(|m| Arc::clone(&m.schema)).collect();
     // Identical schemas are kept exactly (nullability included); evolved ones unify by
     // lossless promotion, as on read.
@@ -514,14 +526,30 @@ async fn rewrite_group(
         write = write.with_row_group_size(rows);
     }
     let mut writer = DatasetWriter::new(staging.clone(), Arc::clone(&schema), write)?;
-    for meta in files {
-        let mut stream = file_batches(&location, &meta, 8192)?;
-        while let Some(batch) = stream.next().await {
-            let batch = widen_batch(&batch?, &schema)?;
-            writer.write_into(&group.folder, &batch).await?;
-        }
+    // The engine reads the inputs, in order, as the output schema (rows are moved, never
+    // changed).
+    let files = files
+        .into_iter()
+        .map(|meta| crate::scan::ScanFile {
+            row_groups: (0..meta.num_row_groups).collect(),
+            meta,
+            partition: Default::default(),
+        })
+        .collect();
+    let plan = crate::scan::ScanPlan::of_files(
+        &location,
+        files,
+        crate::partition::PartitionSchema { fields: Vec::new() },
+        Arc::clone(&schema),
+        Arc::clone(&schema),
+        8192,
+    );
+    let scan = scanner.scan(&plan).await?;
+    let mut stream = scan.stream;
+    while let Some(batch) = stream.next().await {
+        writer.write_into(&group.folder, &batch?).await?;
     }
-    writer.finish_allow_none().await
+    Ok((writer.finish_allow_none().await?, scan.executor))
 }
 
 #[cfg(test)]

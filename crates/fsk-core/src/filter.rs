@@ -1605,7 +1605,7 @@ fn sql_type_name(data_type: &DataType) -> String {
 
 /// Renders a non-null value as a SQL literal that DuckDB and DataFusion compare correctly
 /// with a column of the value's type.
-fn sql_literal(value: &ScalarValue) -> String {
+pub fn sql_literal(value: &ScalarValue) -> String {
     if value.is_null() {
         return format!("CAST(NULL AS {})", sql_type_name(value.data_type()));
     }

@@ -50,6 +50,9 @@ pub struct FileMeta {
     pub dictionary_fallback_columns: BTreeSet<String>,
     /// The parsed footer, for readers.
     pub reader_metadata: ArrowReaderMetadata,
+    /// Whether the footer was repaired before decoding (a `total_byte_size` an older writer
+    /// left out, filled in): a reader that parses footers itself may refuse the file.
+    pub footer_repaired: bool,
 }
 
 impl FileMeta {
@@ -101,7 +104,7 @@ pub const MAX_FOOTER_BYTES: usize = 32 << 20;
 /// dictionary offset, and a row group without `total_byte_size` is accepted.
 pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta> {
     let describe = location.describe(&file.path);
-    let metadata = fetch_metadata(location, &file, &describe).await?;
+    let (metadata, footer_repaired) = fetch_metadata(location, &file, &describe).await?;
     let options = ArrowReaderOptions::new()
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Skip);
     let reader_metadata = guarded(&describe, || {
@@ -171,6 +174,7 @@ pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta
         }
     }
     Ok(FileMeta {
+        footer_repaired,
         num_rows,
         num_row_groups: row_groups.len(),
         schema,
@@ -189,7 +193,7 @@ async fn fetch_metadata(
     location: &Location,
     file: &DataFile,
     describe: &str,
-) -> Result<Arc<ParquetMetaData>> {
+) -> Result<(Arc<ParquetMetaData>, bool)> {
     use object_store::ObjectStoreExt;
     use parquet::file::metadata::ParquetMetaDataReader;
     let corrupt = |message: String| Error::CorruptFile {
@@ -245,10 +249,13 @@ async fn fetch_metadata(
             .map_err(|e| Error::from_store(describe.to_string(), e))?
     };
     crate::footer_guard::validate_footer(&footer, &Default::default()).map_err(&corrupt)?;
-    let footer = crate::footer_guard::with_total_byte_size(&footer).map_err(&corrupt)?;
-    let metadata = guarded(describe, || ParquetMetaDataReader::decode_metadata(&footer))?;
+    let repaired_footer = crate::footer_guard::with_total_byte_size(&footer).map_err(&corrupt)?;
+    let repaired = repaired_footer.len() != footer.len();
+    let metadata = guarded(describe, || {
+        ParquetMetaDataReader::decode_metadata(&repaired_footer)
+    })?;
     let metadata = normalise_offsets(metadata, file.size).map_err(corrupt)?;
-    Ok(Arc::new(metadata))
+    Ok((Arc::new(metadata), repaired))
 }
 
 /// Runs a parquet decoding step; a panic inside it (a malformed file the decoder does not

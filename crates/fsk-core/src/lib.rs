@@ -27,8 +27,8 @@ pub mod value;
 pub mod write;
 
 pub use backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, FileStats, ReadOptions, StatsOptions,
-    StatsReport, WriteReport,
+    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, ReadOptions, Scan,
+    Scanner, StatsOptions, StatsReport, WriteReport,
 };
 pub use compact::{CompactOptions, CompactReport};
 pub use error::{Error, Result};

@@ -25,16 +25,17 @@ use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use futures::{StreamExt, TryStreamExt};
-use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Batches;
+use crate::backend::{Batches, Execution, Scanner};
 use crate::commit::{PublishEntry, Staging, Transaction};
 use crate::error::{Error, Result};
 use crate::footer::{FileMeta, object_reader, read_footers, row_group_stats};
 use crate::listing::{self, Listing};
 use crate::partition::{PartitionSchema, repeat_value};
-use crate::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify, widen_batch};
+use crate::scan::{ScanFile, ScanPlan};
+use crate::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify};
 use crate::stats_types::ColumnStats;
 use crate::storage::Location;
 use crate::value::ScalarValue;
@@ -245,8 +246,11 @@ pub struct MergeReport {
     pub inserted_files: Vec<String>,
     /// Paths of untouched files.
     pub preserved_files: Vec<String>,
-    /// The engine.
+    /// The engine selected.
     pub engine: String,
+    /// What executed each phase: the engine's scan read the key columns and the files
+    /// rewritten; the core matched keys and encoded the outputs.
+    pub execution: Execution,
     /// Files in the dataset before the merge.
     pub files_considered: u64,
     /// Files ruled out by partition values.
@@ -778,70 +782,97 @@ async fn prune_by_bloom(
 /// How many files are scanned or rewritten at once.
 pub const FILES_IN_PARALLEL: usize = 4;
 
-/// Scans the key columns of one candidate and records the matching source rows.
+/// Scans the key columns of one candidate through the engine's scan and records the matching
+/// source rows, with each matching row's position in the file. Returns what read the keys.
 async fn confirm(
+    scanner: &dyn Scanner,
     location: &Location,
     plan: &mut FilePlan,
     source: &Source,
     key: &[String],
     converter: &KeyEncoder,
     file_key_cols: &[String],
-) -> Result<()> {
-    let describe = location.describe(&plan.meta.file.path);
+) -> Result<&'static str> {
     let mut matched: HashSet<u32> = HashSet::new();
     let mut rows: Vec<(u64, u32)> = Vec::new();
+    let mut executor = "none";
     if !plan.row_groups.is_empty() {
         let schema = Arc::clone(&plan.meta.schema);
-        let roots: Vec<usize> = schema
-            .fields()
+        let key_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| file_key_cols.contains(f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        ));
+        // The rows of the chosen row groups, in order: their positions in the file.
+        let mut row_groups = plan.row_groups.clone();
+        row_groups.sort_unstable();
+        let metadata = plan.meta.metadata();
+        let mut starts = Vec::with_capacity(metadata.num_row_groups());
+        let mut next = 0u64;
+        for rg in metadata.row_groups() {
+            starts.push(next);
+            next += rg.num_rows().max(0) as u64;
+        }
+        let mut spans = row_groups
             .iter()
-            .enumerate()
-            .filter(|(_, f)| file_key_cols.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        // Row groups one at a time, so each batch's position in the file is known.
-        let starts: Vec<u64> = plan
-            .meta
-            .metadata()
-            .row_groups()
-            .iter()
-            .scan(0u64, |next, rg| {
-                let start = *next;
-                *next += rg.num_rows().max(0) as u64;
-                Some(start)
-            })
-            .collect();
-        for &rg in &plan.row_groups {
-            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-                object_reader(location, &plan.meta.file),
-                plan.meta.reader_metadata.clone(),
-            );
-            let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
-            let mut stream = builder
-                .with_projection(mask)
-                .with_row_groups(vec![rg])
-                .with_batch_size(65_536)
-                .build()
-                .map_err(|e| Error::from_parquet(&describe, e))?;
-            let mut position = starts[rg];
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| Error::from_parquet(&describe, e))?;
-                let keys = file_keys(&batch, key, &plan.partition, converter)?;
-                for row in 0..batch.num_rows() {
-                    if let Some(s) = source.index.get(&keys, row) {
-                        matched.insert(s);
-                        rows.push((position + row as u64, s));
+            .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
+            .collect::<std::collections::VecDeque<_>>();
+        let scan_plan = ScanPlan::of_files(
+            location,
+            vec![ScanFile {
+                meta: plan.meta.clone(),
+                partition: HashMap::new(),
+                row_groups,
+            }],
+            PartitionSchema { fields: Vec::new() },
+            Arc::clone(&schema),
+            key_schema,
+            65_536,
+        );
+        let scan = scanner.scan(&scan_plan).await?;
+        executor = scan.executor;
+        let mut stream = scan.stream;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let keys = file_keys(&batch, key, &plan.partition, converter)?;
+            for row in 0..batch.num_rows() {
+                let position = loop {
+                    let Some(span) = spans.front_mut() else {
+                        return Err(Error::Internal(format!(
+                            "the key scan of {} returned more rows than its row groups hold",
+                            plan.meta.file.relative
+                        )));
+                    };
+                    if span.1 == 0 {
+                        spans.pop_front();
+                        continue;
                     }
+                    let at = span.0;
+                    span.0 += 1;
+                    span.1 -= 1;
+                    break at;
+                };
+                if let Some(s) = source.index.get(&keys, row) {
+                    matched.insert(s);
+                    rows.push((position, s));
                 }
-                position += batch.num_rows() as u64;
             }
+        }
+        if spans.iter().any(|s| s.1 > 0) {
+            return Err(Error::Internal(format!(
+                "the key scan of {} returned fewer rows than its row groups hold",
+                plan.meta.file.relative
+            )));
         }
     }
     let mut matched: Vec<u32> = matched.into_iter().collect();
     matched.sort_unstable();
     plan.matched = matched;
     plan.matched_rows = Arc::new(rows);
-    Ok(())
+    Ok(executor)
 }
 
 /// Encodes a file batch's keys (key columns from the file, partition keys from the path),
@@ -952,11 +983,13 @@ struct RewriteContext {
     /// For full_merge: source rows already written, so that a key the dataset holds twice
     /// comes out once.
     emitted: Arc<std::sync::Mutex<HashSet<u32>>>,
+    /// The engine's scan, which reads the files rewritten.
+    scanner: Arc<dyn Scanner>,
 }
 
 /// Rewrites one file. Runs as its own task (the context is owned), so files are decoded and
 /// encoded on every core.
-async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry>> {
+async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<(Vec<PublishEntry>, &'static str)> {
     let RewriteContext {
         location,
         source,
@@ -964,7 +997,22 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
         rule,
         ..
     } = &ctx;
-    let mut stream = crate::footer::file_batches(location, &plan.meta, 8192)?;
+    // The engine reads the whole file, in order, as the dataset's file schema.
+    let scan_plan = ScanPlan::of_files(
+        location,
+        vec![ScanFile {
+            row_groups: (0..plan.meta.num_row_groups).collect(),
+            meta: plan.meta.clone(),
+            partition: HashMap::new(),
+        }],
+        PartitionSchema { fields: Vec::new() },
+        Arc::clone(file_schema),
+        Arc::clone(file_schema),
+        8192,
+    );
+    let scan = ctx.scanner.scan(&scan_plan).await?;
+    let executor = scan.executor;
+    let mut stream = scan.stream;
     let mut write = ctx.write.clone();
     write.plain_columns = plan
         .meta
@@ -979,7 +1027,7 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
     let mut next_match = 0;
     let mut position: u64 = 0;
     while let Some(batch) = stream.next().await {
-        let batch = widen_batch(&batch?, file_schema)?;
+        let batch = batch?;
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let at = position + row as u64;
@@ -1014,7 +1062,7 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<Vec<PublishEntry
         let out = interleave_batches(&[&batch, &source_rows], &indices, file_schema)?;
         writer.write_into(&plan.dir, &out).await?;
     }
-    writer.finish_allow_none().await
+    Ok((writer.finish_allow_none().await?, executor))
 }
 
 fn interleave_batches(
@@ -1036,6 +1084,7 @@ fn interleave_batches(
 /// Merges `source` into the dataset at `location`. `engine` names the engine in the report.
 pub async fn merge(
     engine: &str,
+    scanner: Arc<dyn Scanner>,
     location: &Location,
     source: Batches,
     options: &MergeOptions,
@@ -1065,6 +1114,7 @@ pub async fn merge(
     };
     let planned = plan_and_run(
         engine,
+        &scanner,
         location,
         &mut tx,
         &source_schema,
@@ -1121,6 +1171,7 @@ type Outputs = Option<(Vec<(PublishEntry, FileOperation)>, Vec<String>)>;
 #[allow(clippy::too_many_arguments)]
 async fn plan_and_run(
     engine: &str,
+    scanner: &Arc<dyn Scanner>,
     location: &Location,
     tx: &mut Option<Transaction>,
     source_schema: &SchemaRef,
@@ -1155,6 +1206,7 @@ async fn plan_and_run(
         inserted_files: Vec::new(),
         preserved_files: Vec::new(),
         engine: engine.to_string(),
+        execution: Execution::default(),
         files_considered: files.len() as u64,
         files_pruned_by_partition: 0,
         files_pruned_by_statistics: 0,
@@ -1345,14 +1397,28 @@ async fn plan_and_run(
             let (location, source) = (location.clone(), Arc::clone(&source));
             let (key, converter, cols) =
                 (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
+            let scanner = Arc::clone(scanner);
             async move {
-                confirm(&location, &mut plan, &source, &key, &converter, &cols).await?;
-                Ok::<_, Error>((i, plan))
+                let executor = confirm(
+                    scanner.as_ref(),
+                    &location,
+                    &mut plan,
+                    &source,
+                    &key,
+                    &converter,
+                    &cols,
+                )
+                .await?;
+                Ok::<_, Error>((i, plan, executor))
             }
         });
         let scanned = crate::tasks::run_bounded(scans, FILES_IN_PARALLEL).await?;
-        for (i, plan) in scanned {
+        for (i, plan, executor) in scanned {
             plans[i] = plan;
+            if executor != "none" {
+                report.execution.scan = Some(executor.to_string());
+                report.execution.key_match = Some(crate::backend::CORE_KEY_MATCH.to_string());
+            }
         }
     }
     // A matched key must stay in its partition.
@@ -1480,6 +1546,8 @@ async fn plan_and_run(
     };
     let outputs = execute(
         tx,
+        scanner,
+        &mut report.execution,
         location,
         &to_rewrite,
         &source,
@@ -1502,6 +1570,8 @@ async fn plan_and_run(
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     tx: &mut Transaction,
+    scanner: &Arc<dyn Scanner>,
+    execution: &mut Execution,
     location: &Location,
     to_rewrite: &[&FilePlan],
     source: &Arc<Source>,
@@ -1524,6 +1594,7 @@ async fn execute(
         write,
         rule,
         emitted: Arc::new(std::sync::Mutex::new(HashSet::new())),
+        scanner: Arc::clone(scanner),
     };
     // Each file is a spawned task (started lazily, FILES_IN_PARALLEL at a time), so the
     // CPU work spreads over the runtime's threads.
@@ -1531,16 +1602,17 @@ async fn execute(
         .iter()
         .map(|plan| (ctx.clone(), (*plan).clone()))
         .collect();
-    let rewritten: Vec<Vec<PublishEntry>> = crate::tasks::run_bounded(
+    let rewritten: Vec<(Vec<PublishEntry>, &'static str)> = crate::tasks::run_bounded(
         jobs.into_iter().map(|(ctx, plan)| rewrite(ctx, plan)),
         FILES_IN_PARALLEL,
     )
     .await?;
-    let mut outputs: Vec<(PublishEntry, FileOperation)> = rewritten
-        .into_iter()
-        .flatten()
-        .map(|e| (e, FileOperation::Rewritten))
-        .collect();
+    let mut outputs: Vec<(PublishEntry, FileOperation)> = Vec::new();
+    for (entries, executor) in rewritten {
+        execution.scan = Some(executor.to_string());
+        outputs.extend(entries.into_iter().map(|e| (e, FileOperation::Rewritten)));
+    }
+    execution.write = Some(crate::backend::CORE_WRITER.to_string());
     if !inserts.is_empty() || ends_empty {
         // Inserts are ascending source rows: all of them needs no copy.
         let rows = if inserts.len() == source.rows.num_rows() {

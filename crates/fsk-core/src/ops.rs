@@ -113,6 +113,10 @@ pub async fn write_dataset(
         files,
         mode: options.mode,
         engine: engine.to_string(),
+        execution: crate::backend::Execution {
+            write: Some(crate::backend::CORE_WRITER.to_string()),
+            ..Default::default()
+        },
         removed_files: removed,
         committed: true,
         cleanup_pending: outcome.cleanup_pending,

@@ -107,6 +107,9 @@ pub struct Location {
     display: String,
     kind: StoreKind,
     local_root: Option<PathBuf>,
+    /// Set by [`Location::with_store`]: requests must go through that store (which may count
+    /// or fail them), so engines may not read the files behind its back.
+    wrapped: bool,
 }
 
 impl fmt::Debug for Location {
@@ -204,6 +207,7 @@ impl Location {
                     display: trimmed.trim_end_matches('/').to_string(),
                     kind: StoreKind::Memory,
                     local_root: None,
+                    wrapped: false,
                 })
             }
             "s3" | "s3a" => {
@@ -296,6 +300,7 @@ impl Location {
             display: absolute.display().to_string(),
             kind: StoreKind::Local,
             local_root: Some(absolute),
+            wrapped: false,
         })
     }
 
@@ -312,6 +317,7 @@ impl Location {
             display: location.trim().trim_end_matches('/').to_string(),
             kind,
             local_root: None,
+            wrapped: false,
         })
     }
 
@@ -324,6 +330,7 @@ impl Location {
             display: display.into(),
             kind: StoreKind::Memory,
             local_root: None,
+            wrapped: true,
         }
     }
 
@@ -345,6 +352,32 @@ impl Location {
     /// The root folder on local disk, for local datasets.
     pub fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()
+    }
+
+    /// The root folder on local disk when an engine may open the dataset's files itself: a
+    /// local dataset on its own file system store (not one wrapped by
+    /// [`Location::with_store`]).
+    pub fn native_local_root(&self) -> Option<&std::path::Path> {
+        if self.wrapped {
+            None
+        } else {
+            self.local_root()
+        }
+    }
+
+    /// The local file behind `relative` (a path as [`crate::listing::DataFile::relative`]
+    /// gives it), when an engine may open it itself (see [`Location::native_local_root`]).
+    pub fn native_local_file(&self, relative: &str) -> Option<PathBuf> {
+        let root = self.native_local_root()?;
+        if root.is_file() {
+            return Some(root.to_path_buf());
+        }
+        Some(
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .fold(root.to_path_buf(), |p, s| p.join(s)),
+        )
     }
 
     /// The full store path of `relative` (a `/`-separated path of segment names under the
@@ -369,6 +402,7 @@ impl Location {
     pub fn with_store(&self, store: Arc<dyn ObjectStore>) -> Self {
         Location {
             store,
+            wrapped: true,
             ..self.clone()
         }
     }

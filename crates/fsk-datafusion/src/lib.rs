@@ -22,10 +22,9 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{BatchStream, Batches, Capabilities, DatasetBackend, ReadOptions};
+use fsk_core::backend::{BatchStream, Capabilities, DatasetBackend, Scan, Scanner};
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::plan_scan;
-use fsk_core::storage::Location;
+use fsk_core::scan::ScanPlan;
 
 const ENGINE: &str = "datafusion";
 
@@ -132,18 +131,27 @@ impl DatasetBackend for DataFusionBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SHARED
+        Capabilities {
+            scan: "DataFusion (ParquetSource in a DataSourceExec per file: filter pushdown, page index, FilterExec)",
+            ..Capabilities::SHARED
+        }
     }
 
-    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
-        let plan = plan_scan(location, options).await?;
-        tracing::debug!(
-            files = plan.files.len(),
-            pruned_by_partition = plan.files_pruned_by_partition,
-            pruned_by_statistics = plan.files_pruned_by_statistics,
-            "planned read; DataFusion scans"
-        );
-        let stream = scan::scan(&plan)?;
-        Ok(Batches::new(Arc::clone(&plan.output_schema), stream))
+    fn scanner(&self) -> Arc<dyn Scanner> {
+        Arc::new(DataFusionScanner)
+    }
+}
+
+/// DataFusion's scan primitive (see [`scan`]).
+#[derive(Debug)]
+struct DataFusionScanner;
+
+#[async_trait]
+impl Scanner for DataFusionScanner {
+    async fn scan(&self, plan: &ScanPlan) -> Result<Scan> {
+        Ok(Scan {
+            stream: scan::scan(plan)?,
+            executor: ENGINE,
+        })
     }
 }

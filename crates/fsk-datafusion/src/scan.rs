@@ -177,16 +177,17 @@ impl FileScans {
             .iter()
             .map(|f| Arc::new(f.clone()))
             .collect();
-        let table_schema = TableSchema::new(
-            Arc::new(Schema::new(data_fields)),
-            partition_fields.clone(),
-        );
+        let table_schema =
+            TableSchema::new(Arc::new(Schema::new(data_fields)), partition_fields.clone());
         let full = Arc::clone(table_schema.table_schema());
         let projection: Vec<usize> = plan
             .scan_schema
             .fields()
             .iter()
-            .map(|f| full.index_of(f.name()).map_err(|e| Error::arrow("projecting", e)))
+            .map(|f| {
+                full.index_of(f.name())
+                    .map_err(|e| Error::arrow("projecting", e))
+            })
             .collect::<Result<_>>()?;
         let (pushed, exact) = match &plan.filter {
             None => (None, None),
@@ -265,9 +266,9 @@ impl FileScans {
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
         Ok(match &self.exact {
             None => scan,
-            Some(exact) => Arc::new(
-                FilterExec::try_new(Arc::clone(exact), scan).map_err(from_datafusion)?,
-            ),
+            Some(exact) => {
+                Arc::new(FilterExec::try_new(Arc::clone(exact), scan).map_err(from_datafusion)?)
+            }
         })
     }
 }

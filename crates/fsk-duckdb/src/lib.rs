@@ -1,11 +1,15 @@
 //! `fsk-duckdb`: the fsk engine on DuckDB (bundled, no extensions).
 //!
-//! Data crosses into DuckDB as Arrow: the core's pruned, projected scan streams batches, each
-//! is appended to a temporary in-memory table, and DuckDB evaluates the filter in SQL. Nothing
-//! depends on DuckDB extensions (they cannot be downloaded behind firewalls), so datasets on
-//! any object store work the same. Writes go through the shared writer and commit protocol.
+//! The core plans (listing, hive typing, footers, partition and statistics pruning); DuckDB
+//! executes. On local disk DuckDB reads the planned files with its own parquet reader and
+//! the filter pushed down (see [`scan`]). On object stores, where DuckDB has no reader
+//! without the httpfs extension (extensions cannot be downloaded behind firewalls), the
+//! core's arrow-rs scan streams the planned row groups into DuckDB, which evaluates the
+//! filter. Writes go through the shared writer and commit protocol.
 
 #![deny(clippy::clone_on_ref_ptr)]
+
+mod scan;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,13 +19,17 @@ use async_trait::async_trait;
 use duckdb::Connection;
 use futures::StreamExt;
 
-use fsk_core::backend::{Batches, Capabilities, DatasetBackend, ReadOptions};
+use fsk_core::backend::{Capabilities, DatasetBackend, Scan, Scanner};
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::{limit_stream, plan_scan};
+use fsk_core::scan::{ScanPlan, limit_stream};
 use fsk_core::schema::cast_by_position;
-use fsk_core::storage::Location;
 
 const ENGINE: &str = "duckdb";
+
+/// The cores this process may use: DuckDB's `threads`.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// The DuckDB engine.
 #[derive(Clone, Debug, Default)]
@@ -107,16 +115,41 @@ impl DatasetBackend for DuckDbBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::SHARED
+        Capabilities {
+            scan: "DuckDB (read_parquet with the filter pushed down, on local disk; on object stores arrow-rs reads and DuckDB filters)",
+            ..Capabilities::SHARED
+        }
     }
 
-    async fn read(&self, location: &Location, options: &ReadOptions) -> Result<Batches> {
-        let plan = plan_scan(location, options).await?;
+    fn scanner(&self) -> Arc<dyn Scanner> {
+        Arc::new(DuckDbScanner)
+    }
+}
+
+/// DuckDB's scan primitive: DuckDB's parquet reader on local disk ([`scan`]); elsewhere the
+/// core's arrow-rs reader, with DuckDB evaluating the filter.
+#[derive(Debug)]
+struct DuckDbScanner;
+
+#[async_trait]
+impl Scanner for DuckDbScanner {
+    async fn scan(&self, plan: &ScanPlan) -> Result<Scan> {
+        if let Some(stream) = scan::scan(plan) {
+            return Ok(Scan {
+                stream,
+                executor: ENGINE,
+            });
+        }
+        // Not on local disk: DuckDB has no reader for fsk's object stores offline, so the
+        // core's arrow-rs scan streams the planned row groups and DuckDB filters them.
         let Some(select) = plan.filter_sql("scan") else {
-            return Ok(plan.unfiltered());
+            return Ok(Scan {
+                stream: plan.rows(),
+                executor: "arrow-rs",
+            });
         };
         let output_schema = Arc::clone(&plan.output_schema);
-        let scan = plan.scan();
+        let source = plan.scan();
         let scan_schema = Arc::clone(&plan.scan_schema);
         let session =
             tokio::task::spawn_blocking(move || FilterSession::open(&scan_schema, select))
@@ -124,7 +157,7 @@ impl DatasetBackend for DuckDbBackend {
                 .map_err(|e| Error::Internal(e.to_string()))??;
         let session = Arc::new(Mutex::new(session));
         let schema = Arc::clone(&output_schema);
-        let stream = scan
+        let stream = source
             .then(move |batch| {
                 let session = Arc::clone(&session);
                 let schema = Arc::clone(&schema);
@@ -145,9 +178,9 @@ impl DatasetBackend for DuckDbBackend {
                 async move { keep }
             })
             .boxed();
-        Ok(Batches::new(
-            output_schema,
-            limit_stream(stream, plan.limit),
-        ))
+        Ok(Scan {
+            stream: limit_stream(stream, plan.limit),
+            executor: "arrow-rs read, duckdb filter",
+        })
     }
 }

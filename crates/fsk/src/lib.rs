@@ -44,8 +44,8 @@ use std::sync::Arc;
 pub mod source;
 
 pub use fsk_core::backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, FileStats, ReadOptions, StatsOptions,
-    StatsReport, WriteReport,
+    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, ReadOptions, Scan,
+    Scanner, StatsOptions, StatsReport, WriteReport,
 };
 pub use fsk_core::commit::{RecoverOptions, RecoveryReport, recover, recover_with};
 pub use fsk_core::compact::{CompactOptions, CompactReport, CompactedGroup};
