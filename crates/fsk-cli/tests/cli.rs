@@ -427,9 +427,12 @@ fn kill_and_recover(
         let report: Value = serde_json::from_str(out.trim()).expect("recover json");
         assert!(report["rolled_forward"].is_array() && report["rolled_back"].is_array());
         check(run, &ds);
-        let staging = Path::new(&ds).join("_fsk").join("staging");
-        let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
-        assert_eq!(leftovers, 0, "{what} run {run}: staging leftovers");
+        // Nothing of fsk's own is left: no staging, journal, lease or interrupted upload.
+        let leftovers = fsk_leftovers(&ds);
+        assert!(
+            leftovers.is_empty(),
+            "{what} run {run}: leftovers {leftovers:?}"
+        );
     }
     assert!(
         killed > 0,

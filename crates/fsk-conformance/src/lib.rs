@@ -17,6 +17,7 @@ pub mod hostile_checks;
 pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
+pub mod sort_checks;
 pub mod store;
 pub mod write_checks;
 
@@ -189,6 +190,7 @@ macro_rules! __with_checks {
         compact_checks::compact_errors_are_typed,
         compact_checks::compact_leaves_files_without_rows,
         compact_checks::reports_name_what_executed,
+        sort_checks::sort_under_a_small_budget_spills_and_orders,
         merge_checks::upsert_updates_and_inserts,
         merge_checks::composite_keys_match_whole_tuples,
         merge_checks::insert_adds_only_new_keys,

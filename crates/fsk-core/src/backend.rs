@@ -346,6 +346,18 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         crate::compact::compact(self.name(), self.scanner(), location, options).await
     }
 
+    /// The sort primitive: `input` ordered by `keys` using at most `budget` bytes of memory
+    /// for its buffers, spilling beyond it to `budget`'s folder. The default is the core's
+    /// arrow-rs external merge sort; engines sort with their own spilling operators.
+    async fn sort(
+        &self,
+        input: Batches,
+        keys: &[crate::sort::SortKey],
+        budget: &crate::sort::MemoryBudget,
+    ) -> Result<crate::sort::Sorted> {
+        crate::sort::arrow_sort(input, keys, budget).await
+    }
+
     /// Runs a SQL query over the dataset registered as table `dataset`.
     async fn sql(&self, _location: &Location, _query: &str) -> Result<Batches> {
         Err(self.not_supported("sql"))

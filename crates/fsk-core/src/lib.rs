@@ -20,6 +20,7 @@ pub mod ops;
 pub mod partition;
 pub mod scan;
 pub mod schema;
+pub mod sort;
 pub mod stats_types;
 pub mod storage;
 pub mod tasks;

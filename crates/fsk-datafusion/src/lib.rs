@@ -8,6 +8,7 @@
 #![deny(clippy::clone_on_ref_ptr)]
 
 mod scan;
+mod sort;
 
 use std::sync::{Arc, Mutex};
 
@@ -139,6 +140,15 @@ impl DatasetBackend for DataFusionBackend {
 
     fn scanner(&self) -> Arc<dyn Scanner> {
         Arc::new(DataFusionScanner)
+    }
+
+    async fn sort(
+        &self,
+        input: fsk_core::backend::Batches,
+        keys: &[fsk_core::sort::SortKey],
+        budget: &fsk_core::sort::MemoryBudget,
+    ) -> Result<fsk_core::sort::Sorted> {
+        sort::sort(input, keys, budget).await
     }
 }
 
