@@ -190,6 +190,8 @@ def main():
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--only", default="B1,B2,B3,B4,B5")
     parser.add_argument("--no-delta", action="store_true")
+    parser.add_argument("--engines", default="arrow",
+                        help="comma-separated engines to run the merges (B2-B5) on")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -267,13 +269,19 @@ def main():
         else:
             select = f"SELECT * FROM ({new_rows(rows, rows // 10, rows)})"
         change_path = changes(args.work, name, pristine, select)
-        target = os.path.join(args.work, f"{name}-fsk")
-        copy_dataset(pristine, target)
-        fsk_fig, report = fsk_json(fsk, ["merge", change_path, target, "--key", "id",
-                                         "--strategy", strategy])
+        engine_figures = {}
+        for engine in args.engines.split(","):
+            target = os.path.join(args.work, f"{name}-fsk")
+            copy_dataset(pristine, target)
+            fig, rep = fsk_json(fsk, ["--engine", engine, "merge", change_path, target,
+                                      "--key", "id", "--strategy", strategy])
+            engine_figures[engine] = {**fig, "execution": rep["execution"]}
+            if engine == args.engines.split(",")[0]:
+                fsk_fig, report = fig, rep
         entry = {
             "layout": layout,
             "source_rows": report["source_count"],
+            "engines": engine_figures,
             "fsk": {
                 **fsk_fig,
                 "files_considered": report["files_considered"],
@@ -292,6 +300,8 @@ def main():
                                       insert_only=(strategy == "insert"))
         entry["duckdb_full_rewrite"] = ddb_fig
         entry["ratio_vs_duckdb"] = round(fsk_fig["wall_s"] / ddb_fig["wall_s"], 3)
+        for engine, fig in engine_figures.items():
+            fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb_fig["wall_s"], 3)
         if not args.no_delta:
             table = os.path.join(args.work, f"delta-{layout}-{rows}")
             delta_setup(src, table + "-pristine")

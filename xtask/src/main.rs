@@ -81,9 +81,23 @@ fn test() -> Result<(), String> {
 /// Baselines for the benchmarks, pinned so figures compare across runs.
 const BENCH_REQUIREMENTS: &[&str] = &["duckdb==2.0.0", "deltalake==1.6.6", "pyarrow==26.0.1"];
 
-/// `cargo xtask bench [--rows N] [--files N] [--only B2,B3] [--no-delta]`: builds the release
-/// `fsk` (arrow engine), prepares the baselines' venv and runs `xtask/bench/bench.py`.
+/// `cargo xtask bench [--rows N] [--files N] [--only B2,B3] [--no-delta] [--engines arrow,duckdb]`:
+/// builds the release `fsk` with the engines asked for (arrow by default), prepares the baselines' venv and runs `xtask/bench/bench.py`.
 fn bench(extra: &[String]) -> Result<(), String> {
+    // The engines asked for (`--engines arrow,duckdb`) are the features built.
+    let engines = extra
+        .iter()
+        .position(|a| a == "--engines")
+        .and_then(|i| extra.get(i + 1))
+        .map_or("arrow".to_string(), Clone::clone);
+    let mut features = vec!["arrow".to_string()];
+    for engine in engines.split(',') {
+        match engine {
+            "arrow" => {}
+            "duckdb" | "datafusion" => features.push(engine.to_string()),
+            other => return Err(format!("unknown engine {other:?} in --engines")),
+        }
+    }
     cargo(&[
         "build",
         "--release",
@@ -91,7 +105,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
         "fsk-cli",
         "--no-default-features",
         "--features",
-        "arrow",
+        &features.join(","),
     ])?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let fsk = std::path::Path::new(&target).join("release/fsk");
@@ -116,7 +130,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <ci|test|lint|bench>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings\n  bench the benchmark workloads (WORKLOADS.md) against DuckDB and delta-rs: [--rows N] [--files N] [--only B1,B2] [--no-delta]"
+    "usage: cargo xtask <ci|test|lint|bench>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings\n  bench the benchmark workloads (WORKLOADS.md) against DuckDB and delta-rs: [--rows N] [--files N] [--only B1,B2] [--no-delta] [--engines arrow,duckdb,datafusion]"
         .to_string()
 }
 

@@ -39,6 +39,34 @@ struct Global {
     /// Storage option KEY=VALUE (repeatable), e.g. aws_endpoint=http://127.0.0.1:9000.
     #[arg(long = "storage-option", global = true, value_name = "KEY=VALUE")]
     storage_options: Vec<String>,
+    /// Memory the engine's joins and sorts may use before they spill, e.g. 2GiB (default: a
+    /// quarter of this machine's memory; DuckDB needs at least 32MiB).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    memory_limit: Option<u64>,
+    /// Folder for spill files (default: the system's temporary folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    spill_dir: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The memory budget the flags ask for; the spill folder must exist.
+    fn memory_budget(&self) -> Result<fsk::MemoryBudget> {
+        let mut budget = fsk::MemoryBudget::default();
+        if let Some(bytes) = self.memory_limit {
+            budget.bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(dir) = &self.spill_dir
+            && !dir.is_dir()
+        {
+            return Err(Error::invalid_argument(
+                "spill-dir",
+                dir.display().to_string(),
+                "not an existing folder",
+            ));
+        }
+        budget.spill_dir = self.spill_dir.clone();
+        Ok(budget)
+    }
 }
 
 fn parse_engine(s: &str) -> std::result::Result<Engine, String> {
@@ -476,6 +504,7 @@ async fn run_merge(
     options.dry_run = args.merge.dry_run;
     options.write = args.input.write_options()?;
     options.wait = options.write.wait;
+    options.memory = global.memory_budget()?;
     options.effective_rewrite_mode()?;
     let (location, input) = args.input.open(&backend, storage).await?;
     let bar = progress(if args.merge.dry_run {

@@ -1088,3 +1088,84 @@ fn committed_with_cleanup_pending_exits_3() {
         (Some(true), true)
     );
 }
+
+/// `--memory-limit` and `--spill-dir` reach the engine's key match: a merge under a small
+/// limit gives the same rows on every engine, the report names the engine that matched keys,
+/// and bad values are usage errors naming the flag.
+#[test]
+fn memory_limit_and_spill_dir_reach_the_key_match() {
+    let dir = tempfile::tempdir().expect("dir");
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).expect("spill dir");
+    let spill = spill.display().to_string();
+    let base = csv_rows(dir.path(), "base.csv", 0..300, "old");
+    let change = csv_rows(dir.path(), "change.csv", 250..400, "new");
+    let mut results = Vec::new();
+    for engine in ENGINES {
+        let ds = dir.path().join(engine).display().to_string();
+        ok(&["write", &base, &ds, "--max-rows-per-file", "50"]);
+        let out = ok(&[
+            "--engine",
+            engine,
+            "--memory-limit",
+            "48MiB",
+            "--spill-dir",
+            &spill,
+            "--json",
+            "merge",
+            &change,
+            &ds,
+            "--key",
+            "id",
+            "--strategy",
+            "upsert",
+        ]);
+        let report: Value = serde_json::from_str(out.trim()).expect("json");
+        let matcher = if engine == "arrow" {
+            "arrow-rs"
+        } else {
+            engine
+        };
+        assert_eq!(
+            report["execution"]["key_match"], matcher,
+            "{engine}: {report}"
+        );
+        assert_eq!(report["updated"], 50, "{engine}: {report}");
+        assert_eq!(report["inserted"], 100, "{engine}: {report}");
+        results.push(dataset_rows(&ds));
+    }
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "same rows on every engine"
+    );
+    assert_eq!(results[0].len(), 400);
+    let ds = dir.path().join("arrow").display().to_string();
+    let err = fails(&[
+        "--memory-limit",
+        "0",
+        "merge",
+        &change,
+        &ds,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+    ]);
+    assert!(err.contains("memory-limit"), "{err}");
+    let missing = dir.path().join("nowhere").display().to_string();
+    let err = fails(&[
+        "--spill-dir",
+        &missing,
+        "merge",
+        &change,
+        &ds,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+    ]);
+    assert!(
+        err.contains("spill-dir") && err.contains("nowhere"),
+        "{err}"
+    );
+}

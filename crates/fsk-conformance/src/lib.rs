@@ -14,6 +14,7 @@ pub mod commit_checks;
 pub mod compact_checks;
 pub mod data;
 pub mod hostile_checks;
+pub mod key_match_checks;
 pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
@@ -191,6 +192,7 @@ macro_rules! __with_checks {
         compact_checks::compact_leaves_files_without_rows,
         compact_checks::reports_name_what_executed,
         sort_checks::sort_under_a_small_budget_spills_and_orders,
+        key_match_checks::key_match_on_a_source_larger_than_the_budget,
         merge_checks::upsert_updates_and_inserts,
         merge_checks::composite_keys_match_whole_tuples,
         merge_checks::insert_adds_only_new_keys,

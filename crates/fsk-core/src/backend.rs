@@ -270,6 +270,50 @@ pub trait Scanner: Send + Sync + fmt::Debug {
     async fn scan(&self, plan: &crate::scan::ScanPlan) -> Result<Scan>;
 }
 
+/// The column of a key set that holds each key's row in the merge's deduplicated source.
+pub const SOURCE_ROW_COLUMN: &str = "__fsk_source_row";
+
+/// The rows of one file that hold a source key, and what found them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyMatches {
+    /// `(position of the row in the file, source row)`, in file order. A key the file holds
+    /// twice appears twice.
+    pub rows: Vec<(u64, u32)>,
+    /// The engine that read the keys and joined them (`duckdb`, `datafusion`).
+    pub executor: &'static str,
+}
+
+/// The key-match primitive, built over a merge's source keys: which rows of a file hold one
+/// of them. This is merge's confirmation join; its output also drives the rewrite.
+#[async_trait]
+pub trait KeyMatcher: Send + Sync + fmt::Debug {
+    /// Matches files. Each `(plan, set)` scans one file alone, projected to the key columns
+    /// it stores (the file's own types, which may be narrower than the key set's), with the
+    /// row groups the core kept and no filter, against key set `set` (an index into the sets
+    /// the matcher was built over). The engine may match every file in one job. A null key in
+    /// a file is [`Error::NullKey`] (side `target (file ...)`).
+    ///
+    /// One answer per file, in order; `None`: this engine cannot read that file itself (for
+    /// example, off local disk for DuckDB), and the core matches it with arrow-rs instead.
+    async fn match_files(
+        &self,
+        files: &[(crate::scan::ScanPlan, usize)],
+    ) -> Result<Vec<Option<KeyMatches>>>;
+}
+
+/// Builds an engine's [`KeyMatcher`] once per merge.
+#[async_trait]
+pub trait KeyMatch: Send + Sync + fmt::Debug {
+    /// A matcher over `sets`: each a batch of distinct keys (the key columns stored in files,
+    /// in the dataset's types, no nulls) and [`SOURCE_ROW_COLUMN`] (`UInt32`). The engine
+    /// may hold them in its own memory, within `budget`, spilling beyond it.
+    async fn prepare(
+        &self,
+        sets: Vec<RecordBatch>,
+        budget: &crate::sort::MemoryBudget,
+    ) -> Result<std::sync::Arc<dyn KeyMatcher>>;
+}
+
 /// An engine. The core plans, writes (names, splits, statistics, staging) and commits; the
 /// engine executes the primitives where engines genuinely differ, today the scan
 /// ([`Scanner`]): reading the planned files with the filter pushed into its reader.
@@ -287,6 +331,12 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
     /// The engine's scan primitive (the core's arrow-rs reader by default).
     fn scanner(&self) -> std::sync::Arc<dyn Scanner> {
         std::sync::Arc::new(crate::scan::ArrowScanner)
+    }
+
+    /// The engine's key-match primitive, or `None` when the core's arrow-rs hash index over
+    /// the row format matches keys (the default).
+    fn key_match(&self) -> Option<std::sync::Arc<dyn KeyMatch>> {
+        None
     }
 
     /// Writes `input` as a dataset at `location`. The default is the core's shared streaming
@@ -332,7 +382,17 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
         source: Batches,
         options: &crate::merge::MergeOptions,
     ) -> Result<crate::merge::MergeReport> {
-        crate::merge::merge(self.name(), self.scanner(), location, source, options).await
+        crate::merge::merge(
+            self.name(),
+            crate::merge::Executors {
+                scanner: self.scanner(),
+                key_match: self.key_match(),
+            },
+            location,
+            source,
+            options,
+        )
+        .await
     }
 
     /// Compacts small files into files near a target size. The default is the core's

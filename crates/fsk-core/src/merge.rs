@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Batches, Execution, Scanner};
+use crate::backend::{Batches, Execution, KeyMatch, KeyMatcher, SOURCE_ROW_COLUMN, Scanner};
 use crate::commit::{PublishEntry, Staging, Transaction};
 use crate::error::{Error, Result};
 use crate::footer::{FileMeta, object_reader, read_footers, row_group_stats};
@@ -131,6 +131,18 @@ pub struct MergeOptions {
     pub write: WriteOptions,
     /// Wait up to this long for another writer's lease.
     pub wait: Option<Duration>,
+    /// The memory the engine's key match may use before it spills.
+    pub memory: crate::sort::MemoryBudget,
+}
+
+/// What executes a merge's primitives: the engine's scanner, and its key match (`None`: the
+/// core's arrow-rs hash index).
+#[derive(Clone, Debug)]
+pub struct Executors {
+    /// Reads key columns and the files rewritten.
+    pub scanner: Arc<dyn Scanner>,
+    /// Joins the files' keys with the source's.
+    pub key_match: Option<Arc<dyn KeyMatch>>,
 }
 
 impl MergeOptions {
@@ -145,6 +157,7 @@ impl MergeOptions {
             dry_run: false,
             write: WriteOptions::default(),
             wait: None,
+            memory: crate::sort::MemoryBudget::default(),
         }
     }
 
@@ -797,18 +810,6 @@ async fn confirm(
     let mut rows: Vec<(u64, u32)> = Vec::new();
     let mut executor = "none";
     if !plan.row_groups.is_empty() {
-        let schema = Arc::clone(&plan.meta.schema);
-        let key_schema = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .filter(|f| file_key_cols.contains(f.name()))
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        ));
-        // The rows of the chosen row groups, in order: their positions in the file.
-        let mut row_groups = plan.row_groups.clone();
-        row_groups.sort_unstable();
         let metadata = plan.meta.metadata();
         let mut starts = Vec::with_capacity(metadata.num_row_groups());
         let mut next = 0u64;
@@ -816,22 +817,12 @@ async fn confirm(
             starts.push(next);
             next += rg.num_rows().max(0) as u64;
         }
-        let mut spans = row_groups
+        let scan_plan = key_scan_plan(location, plan, file_key_cols);
+        let mut spans = scan_plan.files[0]
+            .row_groups
             .iter()
             .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
             .collect::<std::collections::VecDeque<_>>();
-        let scan_plan = ScanPlan::of_files(
-            location,
-            vec![ScanFile {
-                meta: plan.meta.clone(),
-                partition: HashMap::new(),
-                row_groups,
-            }],
-            PartitionSchema { fields: Vec::new() },
-            Arc::clone(&schema),
-            key_schema,
-            65_536,
-        );
         let scan = scanner.scan(&scan_plan).await?;
         executor = scan.executor;
         let mut stream = scan.stream;
@@ -873,6 +864,193 @@ async fn confirm(
     plan.matched = matched;
     plan.matched_rows = Arc::new(rows);
     Ok(executor)
+}
+
+/// The scan of one candidate's key columns (those stored in the file), its kept row groups
+/// in file order, no filter.
+fn key_scan_plan(location: &Location, plan: &FilePlan, file_key_cols: &[String]) -> ScanPlan {
+    let schema = Arc::clone(&plan.meta.schema);
+    let key_schema = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| file_key_cols.contains(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    ));
+    let mut row_groups = plan.row_groups.clone();
+    row_groups.sort_unstable();
+    ScanPlan::of_files(
+        location,
+        vec![ScanFile {
+            meta: plan.meta.clone(),
+            partition: HashMap::new(),
+            row_groups,
+        }],
+        PartitionSchema { fields: Vec::new() },
+        schema,
+        key_schema,
+        65_536,
+    )
+}
+
+/// The source keys as the engine's key sets: one per value of the key's partition columns
+/// (all source rows when no key column is a partition column), each holding the key columns
+/// stored in files and [`SOURCE_ROW_COLUMN`].
+struct KeySets {
+    matcher: Arc<dyn KeyMatcher>,
+    /// The values of the key's partition columns -> the set.
+    by_partition: HashMap<PartitionKey, usize>,
+    /// Positions of the key's partition columns among the partition columns.
+    key_partitions: Vec<usize>,
+}
+
+impl KeySets {
+    async fn prepare(
+        key_match: &dyn KeyMatch,
+        source: &Source,
+        key: &[String],
+        partitions: &[String],
+        file_key_cols: &[String],
+        budget: &crate::sort::MemoryBudget,
+    ) -> Result<Self> {
+        let key_partitions: Vec<usize> = partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| key.contains(p))
+            .map(|(i, _)| i)
+            .collect();
+        let mut by_partition: HashMap<PartitionKey, usize> = HashMap::new();
+        let mut members: Vec<Vec<u32>> = Vec::new();
+        for (row, &part) in source.parts.iter().enumerate() {
+            let values = &source.part_keys[part as usize];
+            let group: PartitionKey = key_partitions.iter().map(|&i| values[i].clone()).collect();
+            let next = by_partition.len();
+            let set = *by_partition.entry(group).or_insert(next);
+            if set == members.len() {
+                members.push(Vec::new());
+            }
+            members[set].push(row as u32);
+        }
+        if source.parts.is_empty() && source.rows.num_rows() > 0 {
+            by_partition.insert(Vec::new(), 0);
+            members.push((0..source.rows.num_rows() as u32).collect());
+        }
+        let mut fields: Vec<arrow::datatypes::FieldRef> = file_key_cols
+            .iter()
+            .map(|k| {
+                source
+                    .rows
+                    .schema()
+                    .field_with_name(k)
+                    .map(|f| Arc::new(f.clone()))
+                    .map_err(|_| Error::column_not_found(k, "source (key)", &source.rows.schema()))
+            })
+            .collect::<Result<_>>()?;
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            SOURCE_ROW_COLUMN,
+            arrow::datatypes::DataType::UInt32,
+            false,
+        )));
+        let schema = Arc::new(Schema::new(fields));
+        let sets = members
+            .into_iter()
+            .map(|rows| {
+                let rows = UInt32Array::from(rows);
+                let mut columns = file_key_cols
+                    .iter()
+                    .map(|k| {
+                        let column = source.rows.column_by_name(k).expect("validated key");
+                        arrow::compute::take(column.as_ref(), &rows, None)
+                            .map_err(|e| Error::arrow("gathering source keys", e))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                columns.push(Arc::new(rows) as ArrayRef);
+                RecordBatch::try_new(Arc::clone(&schema), columns)
+                    .map_err(|e| Error::arrow("gathering source keys", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let matcher = key_match.prepare(sets, budget).await?;
+        Ok(KeySets {
+            matcher,
+            by_partition,
+            key_partitions,
+        })
+    }
+
+    /// The key set of a candidate, or `None` when no source key lives in its partition.
+    fn set_of(&self, plan: &FilePlan) -> Option<usize> {
+        let group: PartitionKey = self
+            .key_partitions
+            .iter()
+            .map(|&i| plan.part[i].clone())
+            .collect();
+        self.by_partition.get(&group).copied()
+    }
+
+    /// Matches the candidates `plans[i]` for `i` in `candidates` with the engine, in one
+    /// call. Returns what matched each file the engine matched (`"none"` where nothing could
+    /// match), and leaves the others (which the engine cannot read) to the core.
+    async fn confirm_all(
+        &self,
+        location: &Location,
+        plans: &mut [FilePlan],
+        candidates: &[usize],
+        file_key_cols: &[String],
+    ) -> Result<(Vec<(usize, &'static str)>, Vec<usize>)> {
+        let mut done = Vec::new();
+        let mut asked = Vec::new();
+        let mut requests = Vec::new();
+        for &i in candidates {
+            let plan = &mut plans[i];
+            match self.set_of(plan) {
+                Some(set) if !plan.row_groups.is_empty() => {
+                    asked.push(i);
+                    requests.push((key_scan_plan(location, plan, file_key_cols), set));
+                }
+                _ => {
+                    plan.matched = Vec::new();
+                    plan.matched_rows = Arc::new(Vec::new());
+                    done.push((i, "none"));
+                }
+            }
+        }
+        if requests.is_empty() {
+            return Ok((done, Vec::new()));
+        }
+        let answers = self.matcher.match_files(&requests).await?;
+        if answers.len() != asked.len() {
+            return Err(Error::Internal(format!(
+                "the key match answered {} of {} files",
+                answers.len(),
+                asked.len()
+            )));
+        }
+        let mut left = Vec::new();
+        for (i, answer) in asked.into_iter().zip(answers) {
+            let Some(found) = answer else {
+                left.push(i);
+                continue;
+            };
+            let plan = &mut plans[i];
+            let mut matched: Vec<u32> = found.rows.iter().map(|&(_, s)| s).collect();
+            matched.sort_unstable();
+            matched.dedup();
+            plan.matched = matched;
+            plan.matched_rows = Arc::new(found.rows);
+            done.push((i, found.executor));
+        }
+        Ok((done, left))
+    }
+}
+
+/// Records `what` in a report slot, keeping every distinct executor once.
+fn note_executor(slot: &mut Option<String>, what: &str) {
+    match slot {
+        Some(existing) if existing.split(", ").any(|e| e == what) => {}
+        Some(existing) => *existing = format!("{existing}, {what}"),
+        None => *slot = Some(what.to_string()),
+    }
 }
 
 /// Encodes a file batch's keys (key columns from the file, partition keys from the path),
@@ -1084,7 +1262,7 @@ fn interleave_batches(
 /// Merges `source` into the dataset at `location`. `engine` names the engine in the report.
 pub async fn merge(
     engine: &str,
-    scanner: Arc<dyn Scanner>,
+    executors: Executors,
     location: &Location,
     source: Batches,
     options: &MergeOptions,
@@ -1114,7 +1292,7 @@ pub async fn merge(
     };
     let planned = plan_and_run(
         engine,
-        &scanner,
+        &executors,
         location,
         &mut tx,
         &source_schema,
@@ -1171,7 +1349,7 @@ type Outputs = Option<(Vec<(PublishEntry, FileOperation)>, Vec<String>)>;
 #[allow(clippy::too_many_arguments)]
 async fn plan_and_run(
     engine: &str,
-    scanner: &Arc<dyn Scanner>,
+    executors: &Executors,
     location: &Location,
     tx: &mut Option<Transaction>,
     source_schema: &SchemaRef,
@@ -1386,18 +1564,51 @@ async fn plan_and_run(
         .filter(|&i| plans[i].pruned.is_none())
         .collect();
     report.files_key_scanned = candidates.len() as u64;
+    // The engine's key match, when it has one and a key column is stored in the files.
+    let key_sets = match &executors.key_match {
+        Some(key_match) if !file_key_cols.is_empty() && !candidates.is_empty() => Some(
+            KeySets::prepare(
+                key_match.as_ref(),
+                &source,
+                &options.key,
+                &partitions,
+                &file_key_cols,
+                &options.memory,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    // The engine matches what it can read; the core's scan and index match the rest.
+    let core_candidates = match &key_sets {
+        Some(sets) => {
+            let (done, left) = sets
+                .confirm_all(location, &mut plans, &candidates, &file_key_cols)
+                .await?;
+            for (_, executor) in done {
+                if executor != "none" {
+                    note_executor(&mut report.execution.scan, executor);
+                    note_executor(&mut report.execution.key_match, executor);
+                }
+            }
+            left
+        }
+        None => candidates,
+    };
     {
         // Each scan is a spawned task on an owned copy of the file's plan (started lazily,
         // FILES_IN_PARALLEL at a time), so key columns decode on every core.
         let key = Arc::new(options.key.clone());
         let cols = Arc::new(file_key_cols.clone());
-        let jobs: Vec<(usize, FilePlan)> =
-            candidates.iter().map(|&i| (i, plans[i].clone())).collect();
+        let jobs: Vec<(usize, FilePlan)> = core_candidates
+            .iter()
+            .map(|&i| (i, plans[i].clone()))
+            .collect();
         let scans = jobs.into_iter().map(|(i, mut plan)| {
             let (location, source) = (location.clone(), Arc::clone(&source));
             let (key, converter, cols) =
                 (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
-            let scanner = Arc::clone(scanner);
+            let scanner = Arc::clone(&executors.scanner);
             async move {
                 let executor = confirm(
                     scanner.as_ref(),
@@ -1416,8 +1627,11 @@ async fn plan_and_run(
         for (i, plan, executor) in scanned {
             plans[i] = plan;
             if executor != "none" {
-                report.execution.scan = Some(executor.to_string());
-                report.execution.key_match = Some(crate::backend::CORE_KEY_MATCH.to_string());
+                note_executor(&mut report.execution.scan, executor);
+                note_executor(
+                    &mut report.execution.key_match,
+                    crate::backend::CORE_KEY_MATCH,
+                );
             }
         }
     }
@@ -1546,7 +1760,7 @@ async fn plan_and_run(
     };
     let outputs = execute(
         tx,
-        scanner,
+        &executors.scanner,
         &mut report.execution,
         location,
         &to_rewrite,
@@ -1609,7 +1823,7 @@ async fn execute(
     .await?;
     let mut outputs: Vec<(PublishEntry, FileOperation)> = Vec::new();
     for (entries, executor) in rewritten {
-        execution.scan = Some(executor.to_string());
+        note_executor(&mut execution.scan, executor);
         outputs.extend(entries.into_iter().map(|e| (e, FileOperation::Rewritten)));
     }
     execution.write = Some(crate::backend::CORE_WRITER.to_string());

@@ -7,6 +7,7 @@
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+mod key_match;
 mod scan;
 mod sort;
 
@@ -134,12 +135,17 @@ impl DatasetBackend for DataFusionBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             scan: "DataFusion (ParquetSource in a DataSourceExec per file: filter pushdown, page index, FilterExec)",
+            key_match: "DataFusion (source keys in memory tables, a hash join per file over its DataFusion scan, under a FairSpillPool)",
             ..Capabilities::SHARED
         }
     }
 
     fn scanner(&self) -> Arc<dyn Scanner> {
         Arc::new(DataFusionScanner)
+    }
+
+    fn key_match(&self) -> Option<Arc<dyn fsk_core::backend::KeyMatch>> {
+        Some(Arc::new(key_match::DataFusionKeyMatch))
     }
 
     async fn sort(

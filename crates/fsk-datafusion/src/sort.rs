@@ -25,14 +25,12 @@ fn spills(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     own + plan.children().iter().map(|c| spills(c)).sum::<u64>()
 }
 
-/// Sorts `input` by `keys` in DataFusion within `budget`.
-pub(crate) async fn sort(
-    input: Batches,
-    keys: &[SortKey],
+/// A session whose operators share a `FairSpillPool` of `budget`'s size and spill to its
+/// folder, with `target_partitions` partitions.
+pub(crate) fn budget_context(
     budget: &MemoryBudget,
-) -> Result<Sorted> {
-    let (schema, stream) = input.into_parts();
-    validate_keys(&schema, keys)?;
+    target_partitions: usize,
+) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(budget.bytes)))
         .with_disk_manager_builder(
@@ -41,10 +39,21 @@ pub(crate) async fn sort(
         )
         .build_arc()
         .map_err(from_datafusion)?;
-    let mut config = SessionConfig::new().with_target_partitions(crate::cores());
+    let mut config = SessionConfig::new().with_target_partitions(target_partitions);
     // What a sort reserves for merging its spilled runs comes out of the same budget.
     config.options_mut().execution.sort_spill_reservation_bytes = (budget.bytes / 4).min(10 << 20);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Sorts `input` by `keys` in DataFusion within `budget`.
+pub(crate) async fn sort(
+    input: Batches,
+    keys: &[SortKey],
+    budget: &MemoryBudget,
+) -> Result<Sorted> {
+    let (schema, stream) = input.into_parts();
+    validate_keys(&schema, keys)?;
+    let ctx = budget_context(budget, crate::cores())?;
     register_stream(&ctx, "input", std::sync::Arc::clone(&schema), stream)?;
     let order = keys
         .iter()

@@ -9,6 +9,7 @@
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+mod key_match;
 mod scan;
 mod sort;
 
@@ -118,12 +119,17 @@ impl DatasetBackend for DuckDbBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             scan: "DuckDB (read_parquet with the filter pushed down, on local disk; on object stores arrow-rs reads and DuckDB filters)",
+            key_match: "DuckDB (source keys in DuckDB tables, a hash join per file with read_parquet's file_row_number, under memory_limit; arrow-rs off local disk)",
             ..Capabilities::SHARED
         }
     }
 
     fn scanner(&self) -> Arc<dyn Scanner> {
         Arc::new(DuckDbScanner)
+    }
+
+    fn key_match(&self) -> Option<Arc<dyn fsk_core::backend::KeyMatch>> {
+        Some(Arc::new(key_match::DuckDbKeyMatch))
     }
 
     async fn sort(

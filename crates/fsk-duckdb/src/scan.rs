@@ -29,20 +29,20 @@ use crate::{ENGINE, engine_error};
 /// Characters DuckDB reads as a glob pattern in a `read_parquet` path.
 const GLOB_CHARACTERS: &[char] = &['*', '?', '[', ']', '{', '}'];
 
-fn quote_str(text: &str) -> String {
+pub(crate) fn quote_str(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
 /// One planned file as DuckDB opens it.
-struct LocalFile {
-    path: PathBuf,
-    describe: String,
+pub(crate) struct LocalFile {
+    pub(crate) path: PathBuf,
+    pub(crate) describe: String,
     /// The partition values as SQL literals, in the plan's partition column order.
-    partition: Vec<String>,
+    pub(crate) partition: Vec<String>,
     /// The file's columns.
-    columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// Row ranges `[start, end)` to read when the plan selects some row groups only.
-    rows: Option<Vec<(u64, u64)>>,
+    pub(crate) rows: Option<Vec<(u64, u64)>>,
 }
 
 /// Whether DuckDB's parquet reader gives `data_type` exactly (after a cast back to it):
@@ -76,7 +76,7 @@ fn duckdb_reads(data_type: &arrow::datatypes::DataType) -> bool {
 
 /// The planned files as local paths DuckDB may open itself, or `None` when the dataset is
 /// not on (unwrapped) local disk or a path would read as a glob.
-fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
+pub(crate) fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
     if !plan
         .scan_schema
         .fields()
@@ -266,7 +266,12 @@ fn probe(conn: &Connection, file: &LocalFile) -> Option<duckdb::Error> {
 /// A DuckDB error while reading, typed: a data error is a corrupt file naming the file at
 /// fault (named by DuckDB, the only file, or found by reading each file alone); anything
 /// else an engine error.
-fn read_error(conn: &Connection, files: &[LocalFile], context: &str, err: duckdb::Error) -> Error {
+pub(crate) fn read_error(
+    conn: &Connection,
+    files: &[LocalFile],
+    context: &str,
+    err: duckdb::Error,
+) -> Error {
     let message = err.to_string();
     if is_data_error(&message) {
         let named = files

@@ -44,8 +44,8 @@ use std::sync::Arc;
 pub mod source;
 
 pub use fsk_core::backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, ReadOptions, Scan,
-    Scanner, StatsOptions, StatsReport, WriteReport,
+    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, KeyMatch, KeyMatcher,
+    KeyMatches, ReadOptions, Scan, Scanner, StatsOptions, StatsReport, WriteReport,
 };
 pub use fsk_core::commit::{RecoverOptions, RecoveryReport, recover, recover_with};
 pub use fsk_core::compact::{CompactOptions, CompactReport, CompactedGroup};
@@ -54,6 +54,7 @@ pub use fsk_core::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
 };
+pub use fsk_core::sort::{MemoryBudget, SortKey, Sorted};
 pub use fsk_core::storage::{
     AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
 };
@@ -478,6 +479,12 @@ impl MergeBuilder {
     /// Codec and file sizes of written files.
     pub fn write_options(mut self, write: WriteOptions) -> Self {
         self.options.write = write;
+        self
+    }
+    /// The memory the engine's key match may use before it spills (default: a quarter of
+    /// the machine's memory), and where it spills.
+    pub fn memory(mut self, budget: MemoryBudget) -> Self {
+        self.options.memory = budget;
         self
     }
     /// Replaces every option at once.
