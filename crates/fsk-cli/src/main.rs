@@ -868,6 +868,7 @@ fn run_engines(global: &Global) -> Result<()> {
         for (label, key) in [
             ("scan", "scan"),
             ("key match", "key_match"),
+            ("sort", "sort"),
             ("write", "write_files"),
         ] {
             println!("  {label}: {}", caps[key].as_str().unwrap_or("?"));

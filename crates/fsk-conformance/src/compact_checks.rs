@@ -481,7 +481,7 @@ pub async fn reports_name_what_executed(backend: &dyn DatasetBackend, fx: &Fixtu
     assert_eq!(merged.engine, backend.name());
     assert_eq!(merged.execution.scan.as_deref(), Some(scan), "{merged:?}");
     let key_match = match (backend.name(), fx.kind()) {
-        ("duckdb", crate::StoreUnderTest::Local) | ("datafusion", _) => backend.name(),
+        ("duckdb" | "datafusion", _) => backend.name(),
         _ => "arrow-rs",
     };
     assert_eq!(

@@ -217,6 +217,8 @@ pub struct Capabilities {
     pub scan: &'static str,
     /// What executes key matching (merge).
     pub key_match: &'static str,
+    /// What executes the sort primitive ([`DatasetBackend::sort`]).
+    pub sort: &'static str,
     /// What encodes written files.
     pub write_files: &'static str,
 }
@@ -234,6 +236,7 @@ impl Capabilities {
         sql: false,
         scan: "arrow-rs (the parquet crate's async reader, filter in a RowFilter, page index)",
         key_match: "arrow-rs (fsk-core's hash index over the row format)",
+        sort: "arrow-rs (fsk-core's external merge sort: row-format runs spilled as Arrow IPC)",
         write_files: "arrow-rs (fsk-core's parquet writer)",
     };
 }
@@ -279,8 +282,11 @@ pub struct KeyMatches {
     /// `(position of the row in the file, source row)`, in file order. A key the file holds
     /// twice appears twice.
     pub rows: Vec<(u64, u32)>,
-    /// The engine that read the keys and joined them (`duckdb`, `datafusion`).
+    /// The engine that joined the keys (`duckdb`, `datafusion`).
     pub executor: &'static str,
+    /// What read the file's keys (the engine's own reader, or `arrow-rs` where the engine
+    /// joins keys the core's reader decoded).
+    pub scan: &'static str,
 }
 
 /// The key-match primitive, built over a merge's source keys: which rows of a file hold one
@@ -299,6 +305,89 @@ pub trait KeyMatcher: Send + Sync + fmt::Debug {
         &self,
         files: &[(crate::scan::ScanPlan, usize)],
     ) -> Result<Vec<Option<KeyMatches>>>;
+}
+
+/// The column of [`numbered_keys`] holding each row's position in its file.
+pub const POSITION_COLUMN: &str = "__fsk_position";
+
+/// A key scan of one file made ready for an engine's join: `scan` (the rows of `plan`, which
+/// reads one file's kept row groups in order, no filter) as the key columns of `keys` in
+/// those types (a file may hold a narrower type) and [`POSITION_COLUMN`] (`UInt64`, the
+/// row's position in the file). A null key is [`Error::NullKey`] naming the file.
+pub fn numbered_keys(
+    plan: &crate::scan::ScanPlan,
+    scan: BatchStream,
+    keys: Vec<arrow::datatypes::FieldRef>,
+) -> Result<Batches> {
+    let [file] = plan.files.as_slice() else {
+        return Err(Error::Internal("a key scan reads one file".into()));
+    };
+    let metadata = file.meta.metadata();
+    let mut starts = Vec::with_capacity(metadata.num_row_groups());
+    let mut next = 0u64;
+    for rg in metadata.row_groups() {
+        starts.push(next);
+        next += rg.num_rows().max(0) as u64;
+    }
+    let mut spans: std::collections::VecDeque<(u64, u64)> = file
+        .row_groups
+        .iter()
+        .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
+        .collect();
+    let describe = file.meta.file.relative.clone();
+    let mut fields = keys.clone();
+    fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
+        POSITION_COLUMN,
+        DataType::UInt64,
+        false,
+    )));
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let out = std::sync::Arc::clone(&schema);
+    let stream = scan
+        .map(move |batch| {
+            let batch = batch?;
+            let mut columns: Vec<arrow::array::ArrayRef> = Vec::with_capacity(keys.len() + 1);
+            for field in &keys {
+                let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                    Error::column_not_found(field.name(), "target file", &batch.schema())
+                })?;
+                if arrow::array::Array::logical_null_count(column.as_ref()) > 0 {
+                    return Err(Error::NullKey {
+                        column: field.name().clone(),
+                        side: format!("target (file {describe})"),
+                    });
+                }
+                columns.push(if column.data_type() == field.data_type() {
+                    std::sync::Arc::clone(column)
+                } else {
+                    arrow::compute::cast(column, field.data_type()).map_err(|e| {
+                        Error::arrow(format!("widening key column {}", field.name()), e)
+                    })?
+                });
+            }
+            let mut positions = Vec::with_capacity(batch.num_rows());
+            while positions.len() < batch.num_rows() {
+                let Some(span) = spans.front_mut() else {
+                    return Err(Error::Internal(format!(
+                        "the key scan of {describe} returned more rows than its row groups hold"
+                    )));
+                };
+                let take = span.1.min((batch.num_rows() - positions.len()) as u64);
+                positions.extend(span.0..span.0 + take);
+                span.0 += take;
+                span.1 -= take;
+                if span.1 == 0 {
+                    spans.pop_front();
+                }
+            }
+            columns.push(std::sync::Arc::new(arrow::array::UInt64Array::from(
+                positions,
+            )));
+            RecordBatch::try_new(std::sync::Arc::clone(&schema), columns)
+                .map_err(|e| Error::arrow("numbering key rows", e))
+        })
+        .boxed();
+    Ok(Batches::new(out, stream))
 }
 
 /// Builds an engine's [`KeyMatcher`] once per merge.

@@ -989,15 +989,16 @@ impl KeySets {
     }
 
     /// Matches the candidates `plans[i]` for `i` in `candidates` with the engine, in one
-    /// call. Returns what matched each file the engine matched (`"none"` where nothing could
-    /// match), and leaves the others (which the engine cannot read) to the core.
+    /// call. Returns what scanned and what matched each file the engine matched (`"none"`
+    /// where nothing could match), and leaves the others (which the engine cannot read) to
+    /// the core.
     async fn confirm_all(
         &self,
         location: &Location,
         plans: &mut [FilePlan],
         candidates: &[usize],
         file_key_cols: &[String],
-    ) -> Result<(Vec<(usize, &'static str)>, Vec<usize>)> {
+    ) -> Result<(Vec<(usize, &'static str, &'static str)>, Vec<usize>)> {
         let mut done = Vec::new();
         let mut asked = Vec::new();
         let mut requests = Vec::new();
@@ -1011,7 +1012,7 @@ impl KeySets {
                 _ => {
                     plan.matched = Vec::new();
                     plan.matched_rows = Arc::new(Vec::new());
-                    done.push((i, "none"));
+                    done.push((i, "none", "none"));
                 }
             }
         }
@@ -1038,7 +1039,7 @@ impl KeySets {
             matched.dedup();
             plan.matched = matched;
             plan.matched_rows = Arc::new(found.rows);
-            done.push((i, found.executor));
+            done.push((i, found.scan, found.executor));
         }
         Ok((done, left))
     }
@@ -1585,9 +1586,9 @@ async fn plan_and_run(
             let (done, left) = sets
                 .confirm_all(location, &mut plans, &candidates, &file_key_cols)
                 .await?;
-            for (_, executor) in done {
+            for (_, scan, executor) in done {
                 if executor != "none" {
-                    note_executor(&mut report.execution.scan, executor);
+                    note_executor(&mut report.execution.scan, scan);
                     note_executor(&mut report.execution.key_match, executor);
                 }
             }

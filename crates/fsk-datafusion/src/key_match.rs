@@ -11,27 +11,25 @@
 //! build side is reserved in the budget's memory pool; a budget smaller than that is a typed
 //! error ("Resources exhausted").
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Field, SchemaRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{KeyMatch, KeyMatcher, KeyMatches, SOURCE_ROW_COLUMN};
+use fsk_core::backend::{
+    KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
+};
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::quote_ident;
 use fsk_core::scan::ScanPlan;
 use fsk_core::sort::MemoryBudget;
 
 use crate::{ENGINE, from_datafusion, register_stream};
-
-/// The column holding each file row's position.
-const POSITION_COLUMN: &str = "__fsk_position";
 
 /// Builds DataFusion key matchers.
 #[derive(Debug)]
@@ -79,70 +77,6 @@ impl std::fmt::Debug for DataFusionKeyMatcher {
     }
 }
 
-/// The positions in the file of the rows of the planned row groups, in order.
-fn spans(plan: &ScanPlan) -> VecDeque<(u64, u64)> {
-    let file = &plan.files[0];
-    let metadata = file.meta.metadata();
-    let mut starts = Vec::with_capacity(metadata.num_row_groups());
-    let mut next = 0u64;
-    for rg in metadata.row_groups() {
-        starts.push(next);
-        next += rg.num_rows().max(0) as u64;
-    }
-    file.row_groups
-        .iter()
-        .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
-        .collect()
-}
-
-/// A scanned batch as the join's probe side: the key columns in the set's types (a file may
-/// hold a narrower type), null keys refused, and each row's position.
-fn probe_batch(
-    batch: &RecordBatch,
-    keys: &[Arc<Field>],
-    probe: &SchemaRef,
-    spans: &mut VecDeque<(u64, u64)>,
-    describe: &str,
-) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(keys.len() + 1);
-    for field in keys {
-        let column = batch
-            .column_by_name(field.name())
-            .ok_or_else(|| Error::column_not_found(field.name(), "target file", &batch.schema()))?;
-        if column.logical_null_count() > 0 {
-            return Err(Error::NullKey {
-                column: field.name().clone(),
-                side: "target".into(),
-            });
-        }
-        let column = if column.data_type() == field.data_type() {
-            Arc::clone(column)
-        } else {
-            arrow::compute::cast(column, field.data_type())
-                .map_err(|e| Error::arrow(format!("widening key column {}", field.name()), e))?
-        };
-        columns.push(column);
-    }
-    let mut positions = Vec::with_capacity(batch.num_rows());
-    while positions.len() < batch.num_rows() {
-        let Some(span) = spans.front_mut() else {
-            return Err(Error::Internal(format!(
-                "the key scan of {describe} returned more rows than its row groups hold"
-            )));
-        };
-        let take = span.1.min((batch.num_rows() - positions.len()) as u64);
-        positions.extend(span.0..span.0 + take);
-        span.0 += take;
-        span.1 -= take;
-        if span.1 == 0 {
-            spans.pop_front();
-        }
-    }
-    columns.push(Arc::new(UInt64Array::from(positions)));
-    RecordBatch::try_new(Arc::clone(probe), columns)
-        .map_err(|e| Error::arrow("numbering key rows", e))
-}
-
 /// How many files are matched at once.
 const FILES_IN_FLIGHT: usize = 4;
 
@@ -175,22 +109,10 @@ impl DataFusionKeyMatcher {
             .filter(|f| f.name() != SOURCE_ROW_COLUMN)
             .cloned()
             .collect();
-        let mut fields = keys.clone();
-        fields.push(Arc::new(Field::new(
-            POSITION_COLUMN,
-            DataType::UInt64,
-            false,
-        )));
-        let probe = Arc::new(Schema::new(fields));
-        let describe = plan.location.describe(&plan.files[0].meta.file.path);
-        let mut spans = spans(plan);
-        let schema = Arc::clone(&probe);
-        let key_fields = keys.clone();
-        let stream = crate::scan::scan(plan)?
-            .map(move |batch| probe_batch(&batch?, &key_fields, &schema, &mut spans, &describe))
-            .boxed();
+        let (probe, stream) =
+            numbered_keys(plan, crate::scan::scan(plan)?, keys.clone())?.into_parts();
         let name = format!("file_{}", self.next.fetch_add(1, Ordering::Relaxed));
-        register_stream(&self.ctx, &name, Arc::clone(&probe), stream)?;
+        register_stream(&self.ctx, &name, probe, stream)?;
         let on = keys
             .iter()
             .map(|f| format!("f.{0} = k.{0}", quote_ident(f.name())))
@@ -224,6 +146,7 @@ impl DataFusionKeyMatcher {
         Ok(Some(KeyMatches {
             rows: outcome?,
             executor: ENGINE,
+            scan: ENGINE,
         }))
     }
 }

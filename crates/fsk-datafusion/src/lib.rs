@@ -135,7 +135,8 @@ impl DatasetBackend for DataFusionBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             scan: "DataFusion (ParquetSource in a DataSourceExec per file: filter pushdown, page index, FilterExec)",
-            key_match: "DataFusion (source keys in memory tables, a hash join per file over its DataFusion scan, under a FairSpillPool)",
+            key_match: "DataFusion (source keys in memory tables, a hash join per file over its DataFusion scan, the file as build side, under a FairSpillPool)",
+            sort: "DataFusion (SortExec under a FairSpillPool, spilling through its DiskManager)",
             ..Capabilities::SHARED
         }
     }

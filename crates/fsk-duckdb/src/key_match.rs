@@ -6,18 +6,24 @@
 //! Only the matching rows' files, positions and source rows leave DuckDB. A null key in a
 //! file is found by the same query.
 //!
-//! Files DuckDB cannot open itself (off local disk, repaired footers, glob characters; see
-//! [`crate::scan::local_files`]) are left to the core's arrow-rs matcher.
+//! Files DuckDB cannot open itself (off local disk, where DuckDB has no httpfs offline;
+//! repaired footers; glob characters; see [`crate::scan::local_files`]) are read by the
+//! core's arrow-rs scan, numbered, appended into a DuckDB table and joined there: DuckDB
+//! still joins, only the reading is arrow-rs's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
+use arrow::datatypes::{DataType, FieldRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use duckdb::Connection;
+use futures::StreamExt;
 
-use fsk_core::backend::{KeyMatch, KeyMatcher, KeyMatches, SOURCE_ROW_COLUMN};
+use fsk_core::backend::{
+    KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
+};
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::quote_ident;
 use fsk_core::scan::ScanPlan;
@@ -56,6 +62,17 @@ impl KeyMatch for DuckDbKeyMatch {
                     .collect()
             })
             .collect();
+        let fields: Vec<Vec<FieldRef>> = sets
+            .iter()
+            .map(|set| {
+                set.schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != SOURCE_ROW_COLUMN)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
             let conn =
                 Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
@@ -77,6 +94,8 @@ impl KeyMatch for DuckDbKeyMatch {
         Ok(Arc::new(DuckDbKeyMatcher {
             conn: Mutex::new(conn),
             columns,
+            fields,
+            next: AtomicU64::new(0),
         }))
     }
 }
@@ -87,6 +106,10 @@ struct DuckDbKeyMatcher {
     conn: Mutex<Connection>,
     /// Each set's key columns.
     columns: Vec<Vec<String>>,
+    /// Each set's key fields (types as in the key table).
+    fields: Vec<Vec<FieldRef>>,
+    /// Names each streamed file's table uniquely.
+    next: AtomicU64,
 }
 
 impl std::fmt::Debug for DuckDbKeyMatcher {
@@ -224,6 +247,7 @@ fn cast(array: &arrow::array::ArrayRef, to: &DataType) -> Result<arrow::array::A
 impl KeyMatcher for DuckDbKeyMatcher {
     async fn match_files(&self, requests: &[(ScanPlan, usize)]) -> Result<Vec<Option<KeyMatches>>> {
         let mut answers: Vec<Option<KeyMatches>> = vec![None; requests.len()];
+        let mut streamed: Vec<usize> = Vec::new();
         // The files DuckDB opens itself, by set.
         let mut by_set: BTreeMap<usize, Vec<(usize, LocalFile)>> = BTreeMap::new();
         for (i, (plan, set)) in requests.iter().enumerate() {
@@ -231,6 +255,7 @@ impl KeyMatcher for DuckDbKeyMatcher {
                 return Err(Error::Internal(format!("no key set {set}")));
             }
             let Some(mut files) = local_files(plan) else {
+                streamed.push(i);
                 continue;
             };
             match files.pop() {
@@ -239,6 +264,7 @@ impl KeyMatcher for DuckDbKeyMatcher {
                     answers[i] = Some(KeyMatches {
                         rows: Vec::new(),
                         executor: ENGINE,
+                        scan: ENGINE,
                     })
                 }
             }
@@ -274,9 +300,108 @@ impl KeyMatcher for DuckDbKeyMatcher {
                 answers[i] = Some(KeyMatches {
                     rows,
                     executor: ENGINE,
+                    scan: ENGINE,
                 });
             }
         }
+        // The rest: the core's reader decodes, DuckDB joins.
+        for i in streamed {
+            let (plan, set) = &requests[i];
+            answers[i] = Some(self.match_streamed(plan, *set).await?);
+        }
         Ok(answers)
+    }
+}
+
+impl DuckDbKeyMatcher {
+    /// Joins one file that DuckDB cannot open: its keys, read by the core's arrow-rs scan and
+    /// numbered, are appended into a DuckDB table and joined with the set there.
+    async fn match_streamed(&self, plan: &ScanPlan, set: usize) -> Result<KeyMatches> {
+        let columns = self.columns[set].clone();
+        let (schema, mut stream) =
+            numbered_keys(plan, plan.rows(), self.fields[set].clone())?.into_parts();
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Internal("DuckDB key matcher poisoned".into()))?
+            .try_clone()
+            .map_err(|e| engine_error("opening a DuckDB connection", e))?;
+        let table = format!("probe_{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<(u64, u32)>> {
+                let empty = RecordBatch::new_empty(Arc::clone(&schema));
+                conn.execute(
+                    &format!("CREATE TABLE {table} AS SELECT * FROM arrow(?, ?) LIMIT 0"),
+                    duckdb::vtab::arrow_recordbatch_to_query_params(empty),
+                )
+                .map_err(|e| engine_error("creating the key table", e))?;
+                let joined = (|| {
+                    {
+                        let mut appender = conn
+                            .appender(&table)
+                            .map_err(|e| engine_error("opening the appender", e))?;
+                        while let Some(batch) = handle.block_on(stream.next()) {
+                            appender
+                                .append_record_batch(batch?)
+                                .map_err(|e| engine_error("appending keys", e))?;
+                        }
+                        appender
+                            .flush()
+                            .map_err(|e| engine_error("flushing the appender", e))?;
+                    }
+                    let on = columns
+                        .iter()
+                        .map(|c| format!("p.{0} = k.{0}", quote_ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(" AND ");
+                    let sql = format!(
+                        "SELECT CAST(p.{pos} AS UBIGINT), CAST(k.{row} AS UINTEGER) FROM {table} \
+                         AS p JOIN keys_{set} AS k ON {on}",
+                        pos = quote_ident(POSITION_COLUMN),
+                        row = quote_ident(SOURCE_ROW_COLUMN),
+                    );
+                    let mut statement = conn
+                        .prepare(&sql)
+                        .map_err(|e| engine_error(&format!("planning {sql}"), e))?;
+                    drop(
+                        statement
+                            .stream_arrow([])
+                            .map_err(|e| engine_error(&format!("running {sql}"), e))?,
+                    );
+                    let mut rows = Vec::new();
+                    while let Some(chunk) = statement
+                        .step()
+                        .map_err(|e| engine_error("fetching matches", e))?
+                    {
+                        let batch = RecordBatch::from(&chunk);
+                        let positions = cast(batch.column(0), &DataType::UInt64)?;
+                        let positions = positions.as_primitive::<UInt64Type>();
+                        let sources = cast(batch.column(1), &DataType::UInt32)?;
+                        let sources = sources.as_primitive::<UInt32Type>();
+                        rows.extend(
+                            (0..batch.num_rows()).map(|i| (positions.value(i), sources.value(i))),
+                        );
+                    }
+                    rows.sort_unstable();
+                    Ok(rows)
+                })();
+                let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}"));
+                joined
+            }))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        match outcome {
+            Ok(rows) => Ok(KeyMatches {
+                rows: rows?,
+                executor: ENGINE,
+                scan: "arrow-rs",
+            }),
+            Err(_) => Err(Error::Engine {
+                engine: ENGINE.to_string(),
+                message: "DuckDB panicked while matching keys".into(),
+            }),
+        }
     }
 }

@@ -119,7 +119,8 @@ impl DatasetBackend for DuckDbBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             scan: "DuckDB (read_parquet with the filter pushed down, on local disk; on object stores arrow-rs reads and DuckDB filters)",
-            key_match: "DuckDB (source keys in DuckDB tables, a hash join per file with read_parquet's file_row_number, under memory_limit; arrow-rs off local disk)",
+            key_match: "DuckDB (source keys in DuckDB tables, one hash join over read_parquet of the candidate files with file_row_number, under memory_limit, spilling; off local disk arrow-rs reads the keys and DuckDB joins them)",
+            sort: "DuckDB (ORDER BY under memory_limit and temp_directory, at least 32 MiB)",
             ..Capabilities::SHARED
         }
     }
