@@ -322,18 +322,7 @@ pub fn numbered_keys(
     let [file] = plan.files.as_slice() else {
         return Err(Error::Internal("a key scan reads one file".into()));
     };
-    let metadata = file.meta.metadata();
-    let mut starts = Vec::with_capacity(metadata.num_row_groups());
-    let mut next = 0u64;
-    for rg in metadata.row_groups() {
-        starts.push(next);
-        next += rg.num_rows().max(0) as u64;
-    }
-    let mut spans: std::collections::VecDeque<(u64, u64)> = file
-        .row_groups
-        .iter()
-        .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
-        .collect();
+    let mut spans = file.row_spans();
     let describe = file.meta.file.relative.clone();
     let mut fields = keys.clone();
     fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(

@@ -810,19 +810,8 @@ async fn confirm(
     let mut rows: Vec<(u64, u32)> = Vec::new();
     let mut executor = "none";
     if !plan.row_groups.is_empty() {
-        let metadata = plan.meta.metadata();
-        let mut starts = Vec::with_capacity(metadata.num_row_groups());
-        let mut next = 0u64;
-        for rg in metadata.row_groups() {
-            starts.push(next);
-            next += rg.num_rows().max(0) as u64;
-        }
         let scan_plan = key_scan_plan(location, plan, file_key_cols);
-        let mut spans = scan_plan.files[0]
-            .row_groups
-            .iter()
-            .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
-            .collect::<std::collections::VecDeque<_>>();
+        let mut spans = scan_plan.files[0].row_spans();
         let scan = scanner.scan(&scan_plan).await?;
         executor = scan.executor;
         let mut stream = scan.stream;

@@ -43,6 +43,24 @@ pub struct ScanFile {
     pub row_groups: Vec<usize>,
 }
 
+impl ScanFile {
+    /// The planned row groups as `(position of their first row in the file, rows)`, in the
+    /// order of [`ScanFile::row_groups`].
+    pub fn row_spans(&self) -> std::collections::VecDeque<(u64, u64)> {
+        let metadata = self.meta.metadata();
+        let mut starts = Vec::with_capacity(metadata.num_row_groups());
+        let mut next = 0u64;
+        for rg in metadata.row_groups() {
+            starts.push(next);
+            next += rg.num_rows().max(0) as u64;
+        }
+        self.row_groups
+            .iter()
+            .map(|&rg| (starts[rg], metadata.row_group(rg).num_rows().max(0) as u64))
+            .collect()
+    }
+}
+
 /// A planned read.
 #[derive(Clone, Debug)]
 pub struct ScanPlan {

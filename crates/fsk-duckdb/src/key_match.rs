@@ -19,7 +19,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, FieldRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use duckdb::Connection;
-use futures::StreamExt;
 
 use fsk_core::backend::{
     KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
@@ -274,12 +273,7 @@ impl KeyMatcher for DuckDbKeyMatcher {
             let (asked, files): (Vec<usize>, Vec<LocalFile>) = entries.into_iter().unzip();
             let sql = join_sql(&files.iter().collect::<Vec<_>>(), set, &columns);
             tracing::debug!(%sql, files = files.len(), "DuckDB key match");
-            let conn = self
-                .conn
-                .lock()
-                .map_err(|_| Error::Internal("DuckDB key matcher poisoned".into()))?
-                .try_clone()
-                .map_err(|e| engine_error("opening a DuckDB connection", e))?;
+            let conn = self.connection()?;
             let outcome = tokio::task::spawn_blocking(move || {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     run(&conn, &files, &sql, &columns)
@@ -314,42 +308,28 @@ impl KeyMatcher for DuckDbKeyMatcher {
 }
 
 impl DuckDbKeyMatcher {
+    /// A connection to the database holding the key tables.
+    fn connection(&self) -> Result<Connection> {
+        self.conn
+            .lock()
+            .map_err(|_| Error::Internal("DuckDB key matcher poisoned".into()))?
+            .try_clone()
+            .map_err(|e| engine_error("opening a DuckDB connection", e))
+    }
+
     /// Joins one file that DuckDB cannot open: its keys, read by the core's arrow-rs scan and
     /// numbered, are appended into a DuckDB table and joined with the set there.
     async fn match_streamed(&self, plan: &ScanPlan, set: usize) -> Result<KeyMatches> {
         let columns = self.columns[set].clone();
         let (schema, mut stream) =
             numbered_keys(plan, plan.rows(), self.fields[set].clone())?.into_parts();
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| Error::Internal("DuckDB key matcher poisoned".into()))?
-            .try_clone()
-            .map_err(|e| engine_error("opening a DuckDB connection", e))?;
+        let conn = self.connection()?;
         let table = format!("probe_{}", self.next.fetch_add(1, Ordering::Relaxed));
         let handle = tokio::runtime::Handle::current();
         let outcome = tokio::task::spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<(u64, u32)>> {
-                let empty = RecordBatch::new_empty(Arc::clone(&schema));
-                conn.execute(
-                    &format!("CREATE TABLE {table} AS SELECT * FROM arrow(?, ?) LIMIT 0"),
-                    duckdb::vtab::arrow_recordbatch_to_query_params(empty),
-                )
-                .map_err(|e| engine_error("creating the key table", e))?;
                 let joined = (|| {
-                    {
-                        let mut appender = conn
-                            .appender(&table)
-                            .map_err(|e| engine_error("opening the appender", e))?;
-                        while let Some(batch) = handle.block_on(stream.next()) {
-                            appender
-                                .append_record_batch(batch?)
-                                .map_err(|e| engine_error("appending keys", e))?;
-                        }
-                        appender
-                            .flush()
-                            .map_err(|e| engine_error("flushing the appender", e))?;
-                    }
+                    crate::append_stream(&conn, &table, &schema, &mut stream, &handle)?;
                     let on = columns
                         .iter()
                         .map(|c| format!("p.{0} = k.{0}", quote_ident(c)))

@@ -33,6 +33,35 @@ pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Creates table `table` of `schema` on `conn` and appends every batch of `stream` into it
+/// through the Arrow appender, driving the stream on `handle` (called on a blocking thread).
+/// The `arrow` table function must be registered on the database.
+pub(crate) fn append_stream(
+    conn: &duckdb::Connection,
+    table: &str,
+    schema: &arrow::datatypes::SchemaRef,
+    stream: &mut fsk_core::backend::BatchStream,
+    handle: &tokio::runtime::Handle,
+) -> Result<()> {
+    let empty = arrow::array::RecordBatch::new_empty(Arc::clone(schema));
+    conn.execute(
+        &format!("CREATE TABLE {table} AS SELECT * FROM arrow(?, ?) LIMIT 0"),
+        duckdb::vtab::arrow_recordbatch_to_query_params(empty),
+    )
+    .map_err(|e| engine_error(&format!("creating table {table}"), e))?;
+    let mut appender = conn
+        .appender(table)
+        .map_err(|e| engine_error("opening the appender", e))?;
+    while let Some(batch) = handle.block_on(stream.next()) {
+        appender
+            .append_record_batch(batch?)
+            .map_err(|e| engine_error(&format!("appending to {table}"), e))?;
+    }
+    appender
+        .flush()
+        .map_err(|e| engine_error("flushing the appender", e))
+}
+
 /// The DuckDB engine.
 #[derive(Clone, Debug, Default)]
 pub struct DuckDbBackend {

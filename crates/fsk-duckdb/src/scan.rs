@@ -110,16 +110,9 @@ pub(crate) fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
         // Without a filter the planned row groups are a selection: read exactly those rows.
         let rows = (plan.filter.is_none() && file.row_groups.len() < file.meta.num_row_groups)
             .then(|| {
-                let groups = file.meta.metadata().row_groups();
-                let mut starts = Vec::with_capacity(groups.len());
-                let mut next = 0u64;
-                for rg in groups {
-                    starts.push(next);
-                    next += rg.num_rows().max(0) as u64;
-                }
-                file.row_groups
-                    .iter()
-                    .map(|&rg| (starts[rg], starts[rg] + groups[rg].num_rows().max(0) as u64))
+                file.row_spans()
+                    .into_iter()
+                    .map(|(start, rows)| (start, start + rows))
                     .collect()
             });
         out.push(LocalFile {

@@ -79,25 +79,7 @@ pub(crate) async fn sort(
                 .map_err(|e| engine_error("configuring DuckDB", e))?;
             conn.register_table_function::<duckdb::vtab::arrow::ArrowVTab>("arrow")
                 .map_err(|e| engine_error("registering the arrow table function", e))?;
-            let empty = RecordBatch::new_empty(Arc::clone(&target));
-            conn.execute(
-                "CREATE TABLE input AS SELECT * FROM arrow(?, ?) LIMIT 0",
-                duckdb::vtab::arrow_recordbatch_to_query_params(empty),
-            )
-            .map_err(|e| engine_error("creating the sort table", e))?;
-            {
-                let mut appender = conn
-                    .appender("input")
-                    .map_err(|e| engine_error("opening the appender", e))?;
-                while let Some(batch) = handle.block_on(stream.next()) {
-                    appender
-                        .append_record_batch(batch?)
-                        .map_err(|e| engine_error("appending to the sort table", e))?;
-                }
-                appender
-                    .flush()
-                    .map_err(|e| engine_error("flushing the appender", e))?;
-            }
+            crate::append_stream(&conn, "input", &target, &mut stream, &handle)?;
             let sql = format!("SELECT * FROM input ORDER BY {order}");
             let mut statement = conn
                 .prepare(&sql)
