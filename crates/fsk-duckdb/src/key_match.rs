@@ -29,7 +29,6 @@ use fsk_core::scan::ScanPlan;
 use fsk_core::sort::MemoryBudget;
 
 use crate::scan::{LocalFile, local_files, quote_str, read_error};
-use crate::sort::{MEMORY_PER_THREAD, MIN_MEMORY};
 use crate::{ENGINE, engine_error};
 
 /// Builds DuckDB key matchers.
@@ -43,13 +42,7 @@ impl KeyMatch for DuckDbKeyMatch {
         sets: Vec<RecordBatch>,
         budget: &MemoryBudget,
     ) -> Result<Arc<dyn KeyMatcher>> {
-        let limit = budget.bytes.max(MIN_MEMORY);
-        let threads = (limit / MEMORY_PER_THREAD).clamp(1, crate::cores());
-        let settings = format!(
-            "SET threads = {threads}; SET memory_limit = '{limit}B'; SET temp_directory = '{}'; \
-             SET preserve_insertion_order = false;",
-            budget.spill_dir().display().to_string().replace('\'', "''")
-        );
+        let settings = crate::sort::budget_settings(budget);
         let columns: Vec<Vec<String>> = sets
             .iter()
             .map(|set| {

@@ -33,6 +33,19 @@ pub(crate) const MIN_MEMORY: usize = 32 << 20;
 /// The share of the limit each DuckDB sorting thread needs.
 pub(crate) const MEMORY_PER_THREAD: usize = 24 << 20;
 
+/// The `SET` statements that keep a DuckDB connection within `budget`: `memory_limit` (at
+/// least [`MIN_MEMORY`]), one thread per [`MEMORY_PER_THREAD`] of it, and `temp_directory`
+/// in the budget's folder.
+pub(crate) fn budget_settings(budget: &MemoryBudget) -> String {
+    let limit = budget.bytes.max(MIN_MEMORY);
+    let threads = (limit / MEMORY_PER_THREAD).clamp(1, crate::cores());
+    format!(
+        "SET threads = {threads}; SET memory_limit = '{limit}B'; SET temp_directory = '{}'; \
+         SET preserve_insertion_order = false;",
+        budget.spill_dir().display().to_string().replace('\'', "''")
+    )
+}
+
 /// Sorts `input` by `keys` in DuckDB within `budget`.
 pub(crate) async fn sort(
     input: Batches,
@@ -57,15 +70,7 @@ pub(crate) async fn sort(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let limit = budget.bytes.max(MIN_MEMORY);
-    let threads = (limit / MEMORY_PER_THREAD).clamp(1, crate::cores());
-    let settings = format!(
-        "SET threads = {}; SET memory_limit = '{}B'; SET temp_directory = '{}'; \
-         SET preserve_insertion_order = false;",
-        threads,
-        limit,
-        budget.spill_dir().display().to_string().replace('\'', "''")
-    );
+    let settings = budget_settings(budget);
     let spills = Arc::new(AtomicU64::new(0));
     let observed = Arc::clone(&spills);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
