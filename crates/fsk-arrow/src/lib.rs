@@ -1,9 +1,15 @@
-//! `fsk-arrow`: the fsk engine on arrow-rs kernels and the parquet crate's async reader and
-//! writer. It is the default engine: no SQL engine to compile, the lowest memory.
+//! `fsk-arrow`: the fsk engine on arrow-rs kernels and the parquet crate's async reader. It
+//! is the default engine: no SQL engine to compile, the lowest memory. Its primitives:
+//!
+//! - [`scan`]: `ParquetRecordBatchStream` over the planned row groups, the filter in a
+//!   `RowFilter` with the page index (late materialisation). The other engines use it where
+//!   their own reader cannot go.
+//! - [`sort`]: an external merge sort over arrow's row format, runs spilled as Arrow IPC.
+//! - key match: none of its own; merges match keys with the core's hash index.
 //!
 //! ```no_run
 //! # async fn example() -> fsk_core::Result<()> {
-//! use fsk_core::{DatasetBackend, Location, ReadOptions};
+//! use fsk_core::{Location, Operations, ReadOptions};
 //! let engine = fsk_arrow::ArrowBackend::new();
 //! let location = Location::parse("/tmp/sales")?;
 //! let rows = engine
@@ -16,9 +22,18 @@
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
-use fsk_core::backend::{Capabilities, DatasetBackend};
+use fsk_core::engine::{Batches, Capabilities, DatasetBackend, Scanner, Sorted};
+use fsk_core::error::Result;
+use fsk_core::plan::sort::{MemoryBudget, SortKey};
+
+pub mod scan;
+pub mod sort;
+
+pub use scan::ArrowScanner;
 
 /// The arrow-rs engine.
 #[derive(Clone, Debug, Default)]
@@ -41,5 +56,18 @@ impl DatasetBackend for ArrowBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::SHARED
+    }
+
+    fn scanner(&self) -> Arc<dyn Scanner> {
+        Arc::new(ArrowScanner)
+    }
+
+    async fn sort(
+        &self,
+        input: Batches,
+        keys: &[SortKey],
+        budget: &MemoryBudget,
+    ) -> Result<Sorted> {
+        sort::sort(input, keys, budget).await
     }
 }

@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use fsk::source::{SourceFormat, open_source};
 use fsk::{
     Batches, Codec, CompactOptions, DatasetBackend, Engine, Error, Location, MergeOptions,
-    ReadOptions, Result, RewriteMode, StatsOptions, StorageOptions, Strategy, WriteMode,
-    WriteOptions,
+    Operations, ReadOptions, Result, RewriteMode, StatsOptions, StorageOptions, Strategy,
+    WriteMode, WriteOptions,
 };
 
 /// Manage plain Parquet datasets like tables: write, read, stats.

@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 
 use fsk_core::Location;
-use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::Operations;
+use fsk_core::ReadOptions;
 use fsk_core::commit::{failpoints, recover};
-use fsk_core::compact::CompactOptions;
-use fsk_core::merge::{MergeOptions, Strategy};
+use fsk_core::engine::DatasetBackend;
+use fsk_core::ops::compact::CompactOptions;
+use fsk_core::ops::merge::{MergeOptions, Strategy};
 use fsk_core::write::{WriteMode, WriteOptions};
 
 use crate::Fixture;

@@ -8,9 +8,11 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use fsk_core::Location;
-use fsk_core::backend::{DatasetBackend, ReadOptions};
-use fsk_core::compact::{CompactOptions, CompactReport};
+use fsk_core::Operations;
+use fsk_core::ReadOptions;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
+use fsk_core::ops::compact::{CompactOptions, CompactReport};
 use fsk_core::write::WriteOptions;
 
 use crate::Fixture;
@@ -63,7 +65,7 @@ async fn ids_in_order(backend: &dyn DatasetBackend, loc: &Location) -> Vec<i64> 
 }
 
 async fn sizes(loc: &Location) -> Vec<(String, u64)> {
-    fsk_core::listing::data_files(loc)
+    fsk_core::dataset::listing::data_files(loc)
         .await
         .expect("list")
         .into_iter()
@@ -464,7 +466,7 @@ pub async fn reports_name_what_executed(backend: &dyn DatasetBackend, fx: &Fixtu
     let scan = expected_scan(backend, fx);
 
     let dry = compact(backend, &loc, CompactOptions::new().with_dry_run(true)).await;
-    assert_eq!(dry.execution, fsk_core::backend::Execution::default());
+    assert_eq!(dry.execution, fsk_core::Execution::default());
     let report = compact(backend, &loc, CompactOptions::new()).await;
     assert_eq!(report.engine, backend.name());
     assert_eq!(report.execution.scan.as_deref(), Some(scan), "{report:?}");
@@ -474,7 +476,10 @@ pub async fn reports_name_what_executed(backend: &dyn DatasetBackend, fx: &Fixtu
         .merge(
             &loc,
             batches(vec![sample(5, 10)]),
-            &fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert),
+            &fsk_core::ops::merge::MergeOptions::new(
+                ["id"],
+                fsk_core::ops::merge::Strategy::Upsert,
+            ),
         )
         .await
         .expect("merge");

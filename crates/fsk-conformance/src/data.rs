@@ -10,8 +10,9 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use fsk_core::backend::{Batches, DatasetBackend, ReadOptions};
-use fsk_core::storage::Location;
+use fsk_core::dataset::storage::Location;
+use fsk_core::engine::{Batches, DatasetBackend};
+use fsk_core::{Operations, ReadOptions};
 
 /// `id int64 not null, name utf8, amount float64, day date32` with `n` rows starting at `start`.
 /// Days cycle over 2025-01-01..03; every fifth name is null.
@@ -96,7 +97,10 @@ pub async fn copy_in(
         .write(scratch, batches(vec![batch]), options)
         .await
         .expect("write");
-    let file = fsk_core::listing::data_files(scratch).await.expect("list")[0].clone();
+    let file = fsk_core::dataset::listing::data_files(scratch)
+        .await
+        .expect("list")[0]
+        .clone();
     into.store()
         .copy(&file.path, &into.child(&format!("{name}.parquet")))
         .await
@@ -268,7 +272,7 @@ pub async fn data_files(location: &Location) -> Vec<String> {
     all_objects(location)
         .await
         .into_iter()
-        .filter(|p| fsk_core::listing::is_data_path(p))
+        .filter(|p| fsk_core::dataset::listing::is_data_path(p))
         .collect()
 }
 
@@ -285,13 +289,15 @@ pub async fn put(location: &Location, relative: &str, bytes: &'static [u8]) {
 }
 
 /// Reads a file's footer.
-pub async fn footer(location: &Location, relative: &str) -> fsk_core::footer::FileMeta {
-    let files = fsk_core::listing::data_files(location).await.expect("list");
+pub async fn footer(location: &Location, relative: &str) -> fsk_core::dataset::footer::FileMeta {
+    let files = fsk_core::dataset::listing::data_files(location)
+        .await
+        .expect("list");
     let file = files
         .into_iter()
         .find(|f| f.relative == relative)
         .unwrap_or_else(|| panic!("no data file {relative}"));
-    fsk_core::footer::read_footer(location, file)
+    fsk_core::dataset::footer::read_footer(location, file)
         .await
         .expect("footer")
 }

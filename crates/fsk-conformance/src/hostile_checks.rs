@@ -17,8 +17,10 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
 use fsk_core::Location;
-use fsk_core::backend::{DatasetBackend, ReadOptions, StatsOptions};
+use fsk_core::Operations;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
+use fsk_core::{ReadOptions, StatsOptions};
 
 use crate::Fixture;
 use crate::data::read_rows;
@@ -102,7 +104,7 @@ pub async fn crafted_footers_are_corrupt_files(backend: &dyn DatasetBackend, fx:
     claims_4gib.extend_from_slice(b"PAR1");
     let mut huge_list = vec![0x15, 0x02, 0x19, 0xFC];
     varint(&mut huge_list, i32::MAX as u64);
-    let mut over_limit = vec![0u8; fsk_core::footer::MAX_FOOTER_BYTES + 1];
+    let mut over_limit = vec![0u8; fsk_core::dataset::footer::MAX_FOOTER_BYTES + 1];
     over_limit[0] = 0x15;
     let negative_offset = {
         let batch = RecordBatch::try_new(
@@ -213,13 +215,13 @@ pub async fn mutated_footers_never_panic(backend: &dyn DatasetBackend, fx: &Fixt
     for (i, bytes) in mutants.into_inner().into_iter().enumerate() {
         let relative = format!("m{i:03}.parquet");
         put_bytes(&loc, &relative, bytes).await;
-        let file = fsk_core::listing::data_files(&loc)
+        let file = fsk_core::dataset::listing::data_files(&loc)
             .await
             .expect("list")
             .into_iter()
             .find(|f| f.relative == relative)
             .expect("mutant listed");
-        match fsk_core::footer::read_footer(&loc, file).await {
+        match fsk_core::dataset::footer::read_footer(&loc, file).await {
             Ok(_) => {}
             Err(Error::CorruptFile { .. } | Error::Parquet { .. } | Error::Arrow { .. }) => {}
             Err(other) => panic!("mutant {i}: an untyped failure {other}"),
@@ -384,7 +386,7 @@ pub async fn files_of_other_writers_read_as_written(backend: &dyn DatasetBackend
     let zero_offset = rewrite_footer(&bytes, metadata, |chunk| {
         chunk.set_dictionary_page_offset(Some(0))
     });
-    let no_total = fsk_core::footer_guard::testing::without_total_byte_size(&bytes)
+    let no_total = fsk_core::dataset::footer_guard::testing::without_total_byte_size(&bytes)
         .expect("a footer without total_byte_size");
     let expected = crate::data::rows(&[batch]);
     for (name, file) in [

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::Operations;
+use fsk_core::ReadOptions;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
-use fsk_core::merge::{MergeOptions, Strategy};
-use fsk_core::sort::MemoryBudget;
+use fsk_core::ops::merge::{MergeOptions, Strategy};
+use fsk_core::plan::sort::MemoryBudget;
 use fsk_core::write::WriteOptions;
 
 use crate::Fixture;

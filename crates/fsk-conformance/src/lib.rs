@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use fsk_core::backend::DatasetBackend;
-use fsk_core::storage::Location;
+use fsk_core::dataset::storage::Location;
+use fsk_core::engine::DatasetBackend;
 
 /// Where a check's datasets live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

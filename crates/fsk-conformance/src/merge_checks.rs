@@ -7,9 +7,11 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, 
 use arrow::datatypes::{DataType, Field, Schema};
 
 use fsk_core::Location;
-use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::Operations;
+use fsk_core::ReadOptions;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
-use fsk_core::merge::{
+use fsk_core::ops::merge::{
     FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, Strategy,
 };
 use fsk_core::write::WriteOptions;
@@ -853,14 +855,17 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
     let mut footer_ranges = std::collections::HashMap::new();
     let mut key_ranges: std::collections::HashMap<String, Vec<std::ops::Range<u64>>> =
         std::collections::HashMap::new();
-    for file in fsk_core::listing::data_files(&loc).await.expect("list") {
+    for file in fsk_core::dataset::listing::data_files(&loc)
+        .await
+        .expect("list")
+    {
         let tail = store
             .get_range(&file.path, file.size - 8..file.size)
             .await
             .expect("tail");
         let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
         footer_ranges.insert(file.path.to_string(), file.size - 8 - len..file.size);
-        let meta = fsk_core::footer::read_footer(&loc, file.clone())
+        let meta = fsk_core::dataset::footer::read_footer(&loc, file.clone())
             .await
             .expect("footer");
         let id = meta.schema.index_of("id").expect("id");
@@ -876,12 +881,13 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
                 .collect(),
         );
     }
-    let sizes: std::collections::HashMap<String, u64> = fsk_core::listing::data_files(&loc)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|f| (f.path.to_string(), f.size))
-        .collect();
+    let sizes: std::collections::HashMap<String, u64> =
+        fsk_core::dataset::listing::data_files(&loc)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|f| (f.path.to_string(), f.size))
+            .collect();
     counting.take();
     let report = backend
         .merge(
@@ -922,7 +928,7 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
     let footer_read = |path: &str, r: &std::ops::Range<u64>| {
         within(r, &footer_ranges[path])
             || (r.end == sizes[path]
-                && r.end - r.start <= fsk_core::footer::FOOTER_SIZE_HINT as u64)
+                && r.end - r.start <= fsk_core::dataset::footer::FOOTER_SIZE_HINT as u64)
     };
     let mut checked = 0;
     for request in log.iter().filter(|r| r.kind == Kind::Get) {

@@ -11,7 +11,9 @@ use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use fsk_core::backend::{DatasetBackend, ReadOptions};
+use fsk_core::Operations;
+use fsk_core::ReadOptions;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::write::WriteOptions;
 
 use crate::data::{batches, rows};
@@ -356,7 +358,7 @@ fn merge_batch(ids: &[i64], tag: &str) -> RecordBatch {
 /// Random targets and change sets, every strategy, against a naive in-memory model.
 /// Needs a multi-threaded Tokio runtime.
 pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
-    use fsk_core::merge::{MergeOptions, Strategy as MergeStrategy};
+    use fsk_core::ops::merge::{MergeOptions, Strategy as MergeStrategy};
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
         let mut runner = TestRunner::new(persisted(

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use fsk_core::backend::{DatasetBackend, ReadOptions, StatsOptions};
+use fsk_core::Operations;
+use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
 use fsk_core::write::WriteOptions;
+use fsk_core::{ReadOptions, StatsOptions};
 
 use crate::Fixture;
 use crate::data::{batches, data_files, put, read_rows, rows, sample};
@@ -103,7 +105,7 @@ pub async fn unknown_column_is_named(backend: &dyn DatasetBackend, fx: &Fixture)
     );
 }
 
-/// Comparisons, `!=`/`<>`, AND/OR/NOT, IN, IS [NOT] NULL with SQL's null semantics.
+/// Comparisons, `!=`/`<>`, AND/OR/NOT, IN, `IS [NOT] NULL` with SQL's null semantics.
 pub async fn filters_follow_sql_semantics(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = write(
         backend,
@@ -168,7 +170,7 @@ pub async fn filter_on_partition_columns(backend: &dyn DatasetBackend, fx: &Fixt
     .await;
     assert_eq!(ids(&got), vec![1, 2, 4, 5]);
     let options = ReadOptions::default().with_filter("day = '2025-01-02'");
-    let plan = fsk_core::scan::plan_scan(&loc, &options)
+    let plan = fsk_core::plan::scan::plan_scan(&loc, &options)
         .await
         .expect("plan");
     assert_eq!(plan.files.len(), 1);
@@ -502,7 +504,8 @@ pub async fn corrupt_file_is_named(backend: &dyn DatasetBackend, fx: &Fixture) {
     };
     assert!(matches!(err, Error::CorruptFile { .. }), "{err}");
     assert!(err.to_string().contains("zz-broken.parquet"), "{err}");
-    let options = fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert);
+    let options =
+        fsk_core::ops::merge::MergeOptions::new(["id"], fsk_core::ops::merge::Strategy::Upsert);
     let err = backend
         .merge(&loc, batches(vec![sample(1, 2)]), &options)
         .await
@@ -612,7 +615,10 @@ pub async fn access_denied_is_typed(backend: &dyn DatasetBackend, fx: &Fixture) 
             .merge(
                 &loc,
                 batches(vec![sample(0, 2)]),
-                &fsk_core::merge::MergeOptions::new(["id"], fsk_core::merge::Strategy::Upsert),
+                &fsk_core::ops::merge::MergeOptions::new(
+                    ["id"],
+                    fsk_core::ops::merge::Strategy::Upsert,
+                ),
             )
             .await
             .map(|_| ()),
@@ -620,7 +626,7 @@ pub async fn access_denied_is_typed(backend: &dyn DatasetBackend, fx: &Fixture) 
     check(
         "compact",
         backend
-            .compact(&loc, &fsk_core::compact::CompactOptions::new())
+            .compact(&loc, &fsk_core::ops::compact::CompactOptions::new())
             .await
             .map(|_| ()),
     );
@@ -675,7 +681,9 @@ pub async fn scan_pushdown_reads_a_fraction_of_the_bytes(
         )
         .await
         .expect("write");
-    let files = fsk_core::listing::data_files(&loc).await.expect("list");
+    let files = fsk_core::dataset::listing::data_files(&loc)
+        .await
+        .expect("list");
     assert_eq!(files.len(), 1);
     let size = files[0].size;
     counting.take();

@@ -8,9 +8,9 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArra
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use futures::TryStreamExt;
 
-use fsk_core::backend::{Batches, DatasetBackend};
+use fsk_core::engine::{Batches, DatasetBackend};
 use fsk_core::error::Error;
-use fsk_core::sort::{MemoryBudget, SortKey};
+use fsk_core::plan::sort::{MemoryBudget, SortKey};
 
 use crate::Fixture;
 

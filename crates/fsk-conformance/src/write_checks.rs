@@ -9,9 +9,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema};
 
-use fsk_core::backend::{Batches, DatasetBackend, ReadOptions};
+use fsk_core::engine::{Batches, DatasetBackend};
 use fsk_core::error::Error;
 use fsk_core::write::{Codec, WriteMode, WriteOptions};
+use fsk_core::{Operations, ReadOptions};
 
 use crate::Fixture;
 use crate::data::{

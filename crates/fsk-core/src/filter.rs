@@ -39,8 +39,8 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 
+use crate::dataset::stats::ColumnStats;
 use crate::error::{Error, Result};
-use crate::stats_types::ColumnStats;
 use crate::value::ScalarValue;
 
 /// Deepest nesting of parentheses and `NOT`s accepted by the parser.

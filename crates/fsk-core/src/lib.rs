@@ -1,40 +1,54 @@
-//! `fsk-core`: the dataset model, listing, hive partitions, footer statistics, pruning,
-//! schemas, the shared writer, the commit protocol and the [`DatasetBackend`] trait.
+//! `fsk-core`: everything about a Parquet dataset that does not depend on the engine that
+//! executes it. Its modules are layers; each imports only the ones listed before it:
 //!
-//! The core plans and commits; engines (`fsk-arrow`, `fsk-duckdb`, `fsk-datafusion`) move
-//! data. Architecture invariant: this crate depends on no engine.
+//! 1. [`error`], [`value`], [`stream`], [`tasks`]: typed errors, scalar values, batch
+//!    streams, bounded concurrency.
+//! 2. [`dataset`]: location and storage, listing, hive partitions, schema, footers and
+//!    statistics.
+//! 3. [`filter`]: the filter language (parse, bind, evaluate, prune, render as SQL).
+//! 4. [`plan`]: plain-data plans the engines execute (scan, sort).
+//! 5. [`commit`]: the commit protocol (lease, journal, publish, recover).
+//! 6. [`write`](mod@write): the staged writer (names, splits, statistics, bloom filters).
+//! 7. [`engine`]: the [`DatasetBackend`] trait, the execution primitives every engine
+//!    implements (scan, sort, key match, SQL).
+//! 8. [`ops`]: the operations (write, read, stats, merge, compact): planned here, executed
+//!    through the engine, committed ([`Operations`]).
+//!
+//! The core plans and commits; engines (`fsk-arrow`, `fsk-duckdb`, `fsk-datafusion`)
+//! execute. This crate depends on no engine; `tests/layers.rs` checks the layer order.
 
 #![deny(clippy::clone_on_ref_ptr)]
 
-pub mod backend;
-mod cloud_options;
-pub mod commit;
-pub mod compact;
 pub mod error;
-pub mod filter;
-pub mod footer;
-pub mod footer_guard;
-pub mod listing;
-pub mod merge;
-pub mod ops;
-pub mod partition;
-pub mod scan;
-pub mod schema;
-pub mod sort;
-pub mod stats_types;
-pub mod storage;
+pub mod stream;
 pub mod tasks;
 pub mod value;
+
+pub mod dataset;
+
+pub mod filter;
+
+pub mod plan;
+
+pub mod commit;
+
 pub mod write;
 
-pub use backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, ReadOptions, Scan,
-    Scanner, StatsOptions, StatsReport, WriteReport,
+pub mod engine;
+
+pub mod ops;
+
+pub use dataset::storage::{
+    AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
 };
-pub use compact::{CompactOptions, CompactReport};
+pub use engine::{Capabilities, DatasetBackend, Scan, Scanner, Sorted};
 pub use error::{Error, Result};
-pub use merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
-pub use storage::{AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind};
+pub use ops::compact::{CompactOptions, CompactReport};
+pub use ops::merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
+pub use ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
+pub use plan::scan::ReadOptions;
+pub use plan::sort::{MemoryBudget, SortKey};
+pub use stream::{BatchStream, Batches};
 pub use write::{Codec, WriteMode, WriteOptions, WrittenFile};
 
 pub use arrow;

@@ -18,8 +18,8 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{Checksum, PublishEntry, Staging, random_token};
+use crate::dataset::partition::{group_rows, partition_dir};
 use crate::error::{Error, Result};
-use crate::partition::{group_rows, partition_dir};
 
 /// What to do with existing data files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,13 +21,13 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{
+use fsk_core::engine::{
     KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
 };
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::quote_ident;
-use fsk_core::scan::ScanPlan;
-use fsk_core::sort::MemoryBudget;
+use fsk_core::plan::scan::ScanPlan;
+use fsk_core::plan::sort::MemoryBudget;
 
 use crate::{ENGINE, from_datafusion, register_stream};
 

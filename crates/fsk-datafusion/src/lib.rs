@@ -3,7 +3,7 @@
 //! The core plans (listing, hive typing, footers, partition and statistics pruning down to
 //! row groups); DataFusion executes: its parquet scan reads each planned file with the
 //! filter pushed into the reader and evaluates it on its physical expressions (see
-//! [`scan`]). Writes go through the shared writer and commit protocol.
+//! `scan.rs`). Writes go through the shared writer and commit protocol.
 
 #![deny(clippy::clone_on_ref_ptr)]
 
@@ -24,9 +24,9 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::{BatchStream, Capabilities, DatasetBackend, Scan, Scanner};
+use fsk_core::engine::{BatchStream, Capabilities, DatasetBackend, Scan, Scanner};
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::ScanPlan;
+use fsk_core::plan::scan::ScanPlan;
 
 const ENGINE: &str = "datafusion";
 
@@ -145,16 +145,16 @@ impl DatasetBackend for DataFusionBackend {
         Arc::new(DataFusionScanner)
     }
 
-    fn key_match(&self) -> Option<Arc<dyn fsk_core::backend::KeyMatch>> {
+    fn key_match(&self) -> Option<Arc<dyn fsk_core::engine::KeyMatch>> {
         Some(Arc::new(key_match::DataFusionKeyMatch))
     }
 
     async fn sort(
         &self,
-        input: fsk_core::backend::Batches,
-        keys: &[fsk_core::sort::SortKey],
-        budget: &fsk_core::sort::MemoryBudget,
-    ) -> Result<fsk_core::sort::Sorted> {
+        input: fsk_core::engine::Batches,
+        keys: &[fsk_core::plan::sort::SortKey],
+        budget: &fsk_core::plan::sort::MemoryBudget,
+    ) -> Result<fsk_core::engine::Sorted> {
         sort::sort(input, keys, budget).await
     }
 }

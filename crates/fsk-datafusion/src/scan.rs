@@ -38,11 +38,12 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::file::metadata::ParquetMetaData;
 
-use fsk_core::backend::BatchStream;
+use fsk_core::dataset::partition::repeat_value;
+use fsk_core::dataset::schema::project_to;
+use fsk_core::dataset::storage::Location;
+use fsk_core::engine::BatchStream;
 use fsk_core::error::{Error, Result};
-use fsk_core::partition::repeat_value;
-use fsk_core::scan::{ScanFile, ScanPlan, project_to};
-use fsk_core::storage::Location;
+use fsk_core::plan::scan::{ScanFile, ScanPlan};
 
 use crate::{ENGINE, from_datafusion};
 
@@ -338,7 +339,7 @@ pub(crate) fn scan(plan: &ScanPlan) -> Result<BatchStream> {
             async move { keep }
         })
         .boxed();
-    Ok(fsk_core::scan::limit_stream(stream, plan.limit))
+    Ok(fsk_core::stream::limit_stream(stream, plan.limit))
 }
 
 fn tokio_stream_of<T: Send + 'static>(

@@ -13,9 +13,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext, ident};
 use futures::{StreamExt, TryStreamExt};
 
-use fsk_core::backend::Batches;
+use fsk_core::engine::Batches;
+use fsk_core::engine::Sorted;
 use fsk_core::error::Result;
-use fsk_core::sort::{MemoryBudget, SortKey, Sorted, validate_keys};
+use fsk_core::plan::sort::{MemoryBudget, SortKey, validate_keys};
 
 use crate::{ENGINE, from_datafusion, register_stream};
 
@@ -76,7 +77,7 @@ pub(crate) async fn sort(
     let target = Arc::clone(&schema);
     let stream = output
         .map_err(from_datafusion)
-        .map(move |batch| fsk_core::schema::cast_by_position(&batch?, &target))
+        .map(move |batch| fsk_core::dataset::schema::cast_by_position(&batch?, &target))
         .chain(
             futures::stream::once(async move {
                 // At the end: the plan's spill count (nothing is yielded).

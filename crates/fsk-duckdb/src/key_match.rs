@@ -8,7 +8,7 @@
 //!
 //! Files DuckDB cannot open itself (off local disk, where DuckDB has no httpfs offline;
 //! repaired footers; glob characters; see [`crate::scan::local_files`]) are read by the
-//! core's arrow-rs scan, numbered, appended into a DuckDB table and joined there: DuckDB
+//! fsk-arrow's scan, numbered, appended into a DuckDB table and joined there: DuckDB
 //! still joins, only the reading is arrow-rs's.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,13 +20,13 @@ use arrow::datatypes::{DataType, FieldRef, UInt32Type, UInt64Type};
 use async_trait::async_trait;
 use duckdb::Connection;
 
-use fsk_core::backend::{
+use fsk_core::engine::{
     KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
 };
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::quote_ident;
-use fsk_core::scan::ScanPlan;
-use fsk_core::sort::MemoryBudget;
+use fsk_core::plan::scan::ScanPlan;
+use fsk_core::plan::sort::MemoryBudget;
 
 use crate::scan::{LocalFile, local_files, quote_str, read_error};
 use crate::{ENGINE, engine_error};
@@ -310,12 +310,13 @@ impl DuckDbKeyMatcher {
             .map_err(|e| engine_error("opening a DuckDB connection", e))
     }
 
-    /// Joins one file that DuckDB cannot open: its keys, read by the core's arrow-rs scan and
+    /// Joins one file that DuckDB cannot open: its keys, read by fsk-arrow's scan and
     /// numbered, are appended into a DuckDB table and joined with the set there.
     async fn match_streamed(&self, plan: &ScanPlan, set: usize) -> Result<KeyMatches> {
         let columns = self.columns[set].clone();
         let (schema, mut stream) =
-            numbered_keys(plan, plan.rows(), self.fields[set].clone())?.into_parts();
+            numbered_keys(plan, fsk_arrow::scan::rows(plan), self.fields[set].clone())?
+                .into_parts();
         let conn = self.connection()?;
         let table = format!("probe_{}", self.next.fetch_add(1, Ordering::Relaxed));
         let handle = tokio::runtime::Handle::current();

@@ -2,9 +2,9 @@
 //!
 //! The core plans (listing, hive typing, footers, partition and statistics pruning); DuckDB
 //! executes. On local disk DuckDB reads the planned files with its own parquet reader and
-//! the filter pushed down (see [`scan`]). On object stores, where DuckDB has no reader
+//! the filter pushed down (see `scan.rs`). On object stores, where DuckDB has no reader
 //! without the httpfs extension (extensions cannot be downloaded behind firewalls), the
-//! core's arrow-rs scan streams the planned row groups into DuckDB, which evaluates the
+//! fsk-arrow's scan streams the planned row groups into DuckDB, which evaluates the
 //! filter. Writes go through the shared writer and commit protocol.
 
 #![deny(clippy::clone_on_ref_ptr)]
@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use duckdb::Connection;
 use futures::StreamExt;
 
-use fsk_core::backend::{Capabilities, DatasetBackend, Scan, Scanner};
+use fsk_core::dataset::schema::cast_by_position;
+use fsk_core::engine::{Capabilities, DatasetBackend, Scan, Scanner};
 use fsk_core::error::{Error, Result};
-use fsk_core::scan::{ScanPlan, limit_stream};
-use fsk_core::schema::cast_by_position;
+use fsk_core::plan::scan::ScanPlan;
+use fsk_core::stream::limit_stream;
 
 const ENGINE: &str = "duckdb";
 
@@ -40,7 +41,7 @@ pub(crate) fn append_stream(
     conn: &duckdb::Connection,
     table: &str,
     schema: &arrow::datatypes::SchemaRef,
-    stream: &mut fsk_core::backend::BatchStream,
+    stream: &mut fsk_core::engine::BatchStream,
     handle: &tokio::runtime::Handle,
 ) -> Result<()> {
     let empty = arrow::array::RecordBatch::new_empty(Arc::clone(schema));
@@ -90,7 +91,7 @@ struct FilterSession {
 
 impl FilterSession {
     /// A session for scan batches of `scan_schema`, running `select` (see
-    /// [`fsk_core::scan::ScanPlan::filter_sql`]) against the table `scan`.
+    /// [`fsk_core::plan::scan::ScanPlan::filter_sql`]) against the table `scan`.
     fn open(scan_schema: &SchemaRef, select: String) -> Result<Self> {
         let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
         conn.register_table_function::<duckdb::vtab::arrow::ArrowVTab>("arrow")
@@ -158,22 +159,22 @@ impl DatasetBackend for DuckDbBackend {
         Arc::new(DuckDbScanner)
     }
 
-    fn key_match(&self) -> Option<Arc<dyn fsk_core::backend::KeyMatch>> {
+    fn key_match(&self) -> Option<Arc<dyn fsk_core::engine::KeyMatch>> {
         Some(Arc::new(key_match::DuckDbKeyMatch))
     }
 
     async fn sort(
         &self,
-        input: fsk_core::backend::Batches,
-        keys: &[fsk_core::sort::SortKey],
-        budget: &fsk_core::sort::MemoryBudget,
-    ) -> Result<fsk_core::sort::Sorted> {
+        input: fsk_core::engine::Batches,
+        keys: &[fsk_core::plan::sort::SortKey],
+        budget: &fsk_core::plan::sort::MemoryBudget,
+    ) -> Result<fsk_core::engine::Sorted> {
         sort::sort(input, keys, budget).await
     }
 }
 
 /// DuckDB's scan primitive: DuckDB's parquet reader on local disk ([`scan`]); elsewhere the
-/// core's arrow-rs reader, with DuckDB evaluating the filter.
+/// fsk-arrow's reader, with DuckDB evaluating the filter.
 #[derive(Debug)]
 struct DuckDbScanner;
 
@@ -187,15 +188,15 @@ impl Scanner for DuckDbScanner {
             });
         }
         // Not on local disk: DuckDB has no reader for fsk's object stores offline, so the
-        // core's arrow-rs scan streams the planned row groups and DuckDB filters them.
+        // fsk-arrow's scan streams the planned row groups and DuckDB filters them.
         let Some(select) = plan.filter_sql("scan") else {
             return Ok(Scan {
-                stream: plan.rows(),
-                executor: "arrow-rs",
+                stream: fsk_arrow::scan::rows(plan),
+                executor: fsk_arrow::scan::EXECUTOR,
             });
         };
         let output_schema = Arc::clone(&plan.output_schema);
-        let source = plan.scan();
+        let source = fsk_arrow::scan::scan(plan);
         let scan_schema = Arc::clone(&plan.scan_schema);
         let session =
             tokio::task::spawn_blocking(move || FilterSession::open(&scan_schema, select))

@@ -18,11 +18,11 @@ use arrow::datatypes::SchemaRef;
 use duckdb::Connection;
 use futures::StreamExt;
 
-use fsk_core::backend::BatchStream;
+use fsk_core::dataset::schema::cast_by_position;
+use fsk_core::engine::BatchStream;
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::{quote_ident, sql_literal};
-use fsk_core::scan::ScanPlan;
-use fsk_core::schema::cast_by_position;
+use fsk_core::plan::scan::ScanPlan;
 
 use crate::{ENGINE, engine_error};
 

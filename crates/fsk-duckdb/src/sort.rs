@@ -18,11 +18,12 @@ use arrow::array::RecordBatch;
 use duckdb::Connection;
 use futures::StreamExt;
 
-use fsk_core::backend::Batches;
+use fsk_core::dataset::schema::cast_by_position;
+use fsk_core::engine::Batches;
+use fsk_core::engine::Sorted;
 use fsk_core::error::{Error, Result};
 use fsk_core::filter::quote_ident;
-use fsk_core::schema::cast_by_position;
-use fsk_core::sort::{MemoryBudget, SortKey, Sorted, validate_keys};
+use fsk_core::plan::sort::{MemoryBudget, SortKey, validate_keys};
 
 use crate::{ENGINE, engine_error};
 

@@ -43,21 +43,23 @@ use std::sync::Arc;
 
 pub mod source;
 
-pub use fsk_core::backend::{
-    BatchStream, Batches, Capabilities, DatasetBackend, Execution, FileStats, KeyMatch, KeyMatcher,
-    KeyMatches, ReadOptions, Scan, Scanner, StatsOptions, StatsReport, WriteReport,
-};
 pub use fsk_core::commit::{RecoverOptions, RecoveryReport, recover, recover_with};
-pub use fsk_core::compact::{CompactOptions, CompactReport, CompactedGroup};
+pub use fsk_core::dataset::storage::{
+    AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
+};
+pub use fsk_core::engine::{
+    BatchStream, Batches, Capabilities, DatasetBackend, KeyMatch, KeyMatcher, KeyMatches, Scan,
+    Scanner, Sorted,
+};
 pub use fsk_core::error::{Error, Result};
-pub use fsk_core::merge::{
+pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
+pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
 };
-pub use fsk_core::sort::{MemoryBudget, SortKey, Sorted};
-pub use fsk_core::storage::{
-    AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
-};
+pub use fsk_core::ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
+pub use fsk_core::plan::scan::ReadOptions;
+pub use fsk_core::plan::sort::{MemoryBudget, SortKey};
 pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
 pub use fsk_core::{arrow, object_store, parquet};
 

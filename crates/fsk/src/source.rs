@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use fsk_core::backend::{Batches, DatasetBackend, ReadOptions};
+use fsk_core::dataset::storage::{Location, StorageOptions};
+use fsk_core::engine::{Batches, DatasetBackend};
 use fsk_core::error::{Error, Result};
-use fsk_core::storage::{Location, StorageOptions};
+use fsk_core::{Operations, ReadOptions};
 
 /// Rows per batch when reading CSV or JSON.
 pub const SOURCE_BATCH_SIZE: usize = 8192;

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path as FsPath, PathBuf};
 
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::storage::Location;
 
 fn io(path: &FsPath, source: std::io::Error) -> Error {
     Error::Io {

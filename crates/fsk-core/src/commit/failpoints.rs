@@ -49,7 +49,7 @@ pub fn clear(dataset: &str) {
 
 /// Fails with [`crate::Error::Internal`] when `name` is armed for `dataset`.
 #[inline]
-pub fn failpoint(name: &str, dataset: &crate::storage::Location) -> crate::Result<()> {
+pub fn failpoint(name: &str, dataset: &crate::dataset::storage::Location) -> crate::Result<()> {
     #[cfg(feature = "failpoints")]
     {
         if std::env::var(CRASH_ENV).is_ok_and(|point| point == name) {

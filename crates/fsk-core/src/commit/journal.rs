@@ -15,8 +15,8 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{FORMAT_VERSION, FSK_DIR, durable, failpoints};
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::storage::Location;
 
 /// How many other names a file may take when its planned name is taken.
 const MAX_COLLISION_NAMES: u64 = 16;

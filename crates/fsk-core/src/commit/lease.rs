@@ -21,8 +21,8 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersio
 use serde::{Deserialize, Serialize};
 
 use super::{FORMAT_VERSION, FSK_DIR};
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::storage::Location;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);

@@ -28,8 +28,8 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use rand::Rng;
 use serde::Serialize;
 
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::storage::Location;
 
 mod durable;
 pub mod failpoints;
@@ -42,8 +42,8 @@ pub use lease::{LEASE_TTL, LeaseInfo, LeaseRequest};
 use journal::{apply_journal, journal_path, journal_relative, parse_journal};
 use lease::Lease;
 
-/// The hidden folder fsk keeps its state in.
-pub const FSK_DIR: &str = "_fsk";
+pub use crate::dataset::layout::FSK_DIR;
+use crate::dataset::layout::journal_txn;
 
 /// The version of fsk's metadata formats (journal, lease) this fsk writes and reads; a newer
 /// one is refused with [`Error::UnsupportedFormat`]. Documented in `docs/commit.md`.
@@ -147,7 +147,7 @@ pub const S3_MAX_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Refuses, before the journal exists, a transaction whose publish could never succeed: a
 /// journal that cannot be applied would make every later recovery fail.
 fn check_publishable(location: &Location, publish: &[PublishEntry]) -> Result<()> {
-    if location.kind() != crate::storage::StoreKind::S3 {
+    if location.kind() != crate::dataset::storage::StoreKind::S3 {
         return Ok(());
     }
     match publish.iter().find(|e| e.size_bytes > S3_MAX_COPY_BYTES) {
@@ -477,14 +477,6 @@ async fn exists(location: &Location) -> Result<bool> {
     }
 }
 
-/// Whether a relative path under `_fsk/txn/` names a journal.
-pub(crate) fn journal_txn(relative: &str) -> Option<&str> {
-    relative
-        .strip_prefix(&format!("{FSK_DIR}/txn/"))?
-        .strip_suffix(".json")
-        .filter(|txn| !txn.is_empty() && !txn.contains('/'))
-}
-
 async fn recover_locked(location: &Location) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
     let store = location.store();
@@ -697,7 +689,7 @@ mod tests {
     fn files_s3_cannot_copy_are_refused_before_the_journal() {
         let s3 = Location::parse_with_options(
             "s3://bucket/ds",
-            &crate::storage::StorageOptions::new()
+            &crate::dataset::storage::StorageOptions::new()
                 .with("aws_region", "us-east-1")
                 .with("aws_endpoint", "http://127.0.0.1:9"),
         )

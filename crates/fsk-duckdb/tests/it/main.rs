@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fsk_core::DatasetBackend;
+use fsk_core::{DatasetBackend, Operations};
 
 /// One test per conformance check, on every store under test.
 mod conformance {

@@ -21,14 +21,14 @@ use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Scanner;
 use crate::commit::{PublishEntry, Staging, Transaction};
+use crate::dataset::footer::{FileMeta, read_footers};
+use crate::dataset::listing::{self, DataFile, Listing};
+use crate::dataset::schema::unify;
+use crate::dataset::storage::Location;
+use crate::engine::Scanner;
 use crate::error::{Error, Result};
-use crate::footer::{FileMeta, read_footers};
-use crate::listing::{self, DataFile, Listing};
-use crate::ops::reject_file_path;
-use crate::schema::unify;
-use crate::storage::Location;
+use crate::ops::write::reject_file_path;
 use crate::write::{Codec, DatasetWriter, WriteOptions, WrittenFile};
 
 /// Default target size of compacted files: 128 MiB.
@@ -238,7 +238,7 @@ pub struct CompactReport {
     pub engine: String,
     /// What executed each phase: the engine's scan read the inputs, the core's writer
     /// encoded the outputs (empty in a dry run, which reads only footers).
-    pub execution: crate::backend::Execution,
+    pub execution: crate::ops::Execution,
     /// Whether nothing was written.
     pub dry_run: bool,
     /// The target file size used.
@@ -394,7 +394,7 @@ async fn plan_and_run(
         })
         .collect();
     let mut entries = Vec::new();
-    let mut execution = crate::backend::Execution::default();
+    let mut execution = crate::ops::Execution::default();
     if let Some(staging) = staging.filter(|_| !options.dry_run && !plan.is_empty()) {
         let jobs: Vec<(PlannedGroup, Vec<FileMeta>)> = plan
             .iter()
@@ -421,7 +421,7 @@ async fn plan_and_run(
         .await?;
         for (group, (staged, executor)) in groups.iter_mut().zip(written) {
             execution.scan = Some(executor.to_string());
-            execution.write = Some(crate::backend::CORE_WRITER.to_string());
+            execution.write = Some(crate::ops::CORE_WRITER.to_string());
             let rows: u64 = staged.iter().map(|e| e.row_count).sum();
             if rows != group.rows {
                 return Err(Error::Internal(format!(
@@ -530,16 +530,16 @@ async fn rewrite_group(
     // changed).
     let files = files
         .into_iter()
-        .map(|meta| crate::scan::ScanFile {
+        .map(|meta| crate::plan::scan::ScanFile {
             row_groups: (0..meta.num_row_groups).collect(),
             meta,
             partition: Default::default(),
         })
         .collect();
-    let plan = crate::scan::ScanPlan::of_files(
+    let plan = crate::plan::scan::ScanPlan::of_files(
         &location,
         files,
-        crate::partition::PartitionSchema { fields: Vec::new() },
+        crate::dataset::partition::PartitionSchema { fields: Vec::new() },
         Arc::clone(&schema),
         Arc::clone(&schema),
         8192,
@@ -562,7 +562,7 @@ mod tests {
             path: Path::from(relative),
             relative: relative.to_string(),
             size,
-            partition: crate::partition::parse_hive_path(relative),
+            partition: crate::dataset::partition::parse_hive_path(relative),
         }
     }
 

@@ -28,16 +28,17 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Batches, Execution, KeyMatch, KeyMatcher, SOURCE_ROW_COLUMN, Scanner};
 use crate::commit::{PublishEntry, Staging, Transaction};
+use crate::dataset::footer::{FileMeta, object_reader, read_footers, row_group_stats};
+use crate::dataset::listing::{self, Listing};
+use crate::dataset::partition::{PartitionSchema, repeat_value};
+use crate::dataset::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify};
+use crate::dataset::stats::ColumnStats;
+use crate::dataset::storage::Location;
+use crate::engine::{Batches, KeyMatch, KeyMatcher, SOURCE_ROW_COLUMN, Scanner};
 use crate::error::{Error, Result};
-use crate::footer::{FileMeta, object_reader, read_footers, row_group_stats};
-use crate::listing::{self, Listing};
-use crate::partition::{PartitionSchema, repeat_value};
-use crate::scan::{ScanFile, ScanPlan};
-use crate::schema::{can_promote, check_fits, conform_batch, keys_compatible, unify};
-use crate::stats_types::ColumnStats;
-use crate::storage::Location;
+use crate::ops::Execution;
+use crate::plan::scan::{ScanFile, ScanPlan};
 use crate::value::ScalarValue;
 use crate::write::{DatasetWriter, WriteOptions};
 
@@ -132,7 +133,7 @@ pub struct MergeOptions {
     /// Wait up to this long for another writer's lease.
     pub wait: Option<Duration>,
     /// The memory the engine's key match may use before it spills.
-    pub memory: crate::sort::MemoryBudget,
+    pub memory: crate::plan::sort::MemoryBudget,
 }
 
 /// What executes a merge's primitives: the engine's scanner, and its key match (`None`: the
@@ -157,7 +158,7 @@ impl MergeOptions {
             dry_run: false,
             write: WriteOptions::default(),
             wait: None,
-            memory: crate::sort::MemoryBudget::default(),
+            memory: crate::plan::sort::MemoryBudget::default(),
         }
     }
 
@@ -521,8 +522,8 @@ fn build_source(
                 .collect(),
         ),
     };
-    let file_rows = crate::scan::project_to(&rows, file_schema)?;
-    let (part_keys, parts) = crate::partition::group_rows(&rows, partitions, "source")?;
+    let file_rows = crate::dataset::schema::project_to(&rows, file_schema)?;
+    let (part_keys, parts) = crate::dataset::partition::group_rows(&rows, partitions, "source")?;
     let first = rows
         .column_by_name(&options.key[0])
         .expect("validated key column");
@@ -901,7 +902,7 @@ impl KeySets {
         key: &[String],
         partitions: &[String],
         file_key_cols: &[String],
-        budget: &crate::sort::MemoryBudget,
+        budget: &crate::plan::sort::MemoryBudget,
     ) -> Result<Self> {
         let key_partitions: Vec<usize> = partitions
             .iter()
@@ -1265,7 +1266,7 @@ pub async fn merge(
             return Err(Error::column_not_found(k, "source (key)", &source_schema));
         }
     }
-    crate::ops::reject_file_path(location).await?;
+    crate::ops::write::reject_file_path(location).await?;
     // Plan under the lease so nothing changes between planning and commit (a dry run only
     // reads and takes no lease).
     let mut tx = if options.dry_run {
@@ -1618,10 +1619,7 @@ async fn plan_and_run(
             plans[i] = plan;
             if executor != "none" {
                 note_executor(&mut report.execution.scan, executor);
-                note_executor(
-                    &mut report.execution.key_match,
-                    crate::backend::CORE_KEY_MATCH,
-                );
+                note_executor(&mut report.execution.key_match, crate::ops::CORE_KEY_MATCH);
             }
         }
     }
@@ -1816,7 +1814,7 @@ async fn execute(
         note_executor(&mut execution.scan, executor);
         outputs.extend(entries.into_iter().map(|e| (e, FileOperation::Rewritten)));
     }
-    execution.write = Some(crate::backend::CORE_WRITER.to_string());
+    execution.write = Some(crate::ops::CORE_WRITER.to_string());
     if !inserts.is_empty() || ends_empty {
         // Inserts are ascending source rows: all of them needs no copy.
         let rows = if inserts.len() == source.rows.num_rows() {

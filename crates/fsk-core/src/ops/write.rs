@@ -1,17 +1,19 @@
-//! Operations shared by every engine: the write pipeline and `stats`.
+//! The write operation: the input streamed through the shared writer into staged files,
+//! committed by the commit protocol.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 
-use crate::backend::{Batches, FileStats, StatsOptions, StatsReport, WriteReport};
 use crate::commit::Transaction;
+use crate::dataset::footer::read_footer;
+use crate::dataset::listing::{self, Listing};
+use crate::dataset::schema::{check_fits, conform_batch};
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::footer::{read_footer, read_footers};
-use crate::listing::{self, Listing, filter_partitions};
-use crate::schema::{check_fits, conform_batch};
-use crate::storage::Location;
+use crate::ops::{Execution, WriteReport};
+use crate::stream::Batches;
 use crate::write::{DatasetWriter, WriteMode, WriteOptions, WrittenFile};
 
 /// Fails with [`Error::NotADirectory`] when the dataset path is an existing file (one stat
@@ -113,43 +115,13 @@ pub async fn write_dataset(
         files,
         mode: options.mode,
         engine: engine.to_string(),
-        execution: crate::backend::Execution {
-            write: Some(crate::backend::CORE_WRITER.to_string()),
+        execution: Execution {
+            write: Some(crate::ops::CORE_WRITER.to_string()),
             ..Default::default()
         },
         removed_files: removed,
         committed: true,
         cleanup_pending: outcome.cleanup_pending,
         elapsed_ms: started.elapsed().as_millis() as u64,
-    })
-}
-
-/// Files with sizes and row counts (from the footers, read concurrently).
-pub async fn stats(location: &Location, options: &StatsOptions) -> Result<StatsReport> {
-    let mut files = listing::data_files(location).await?;
-    let mut criteria = "*.parquet, ignoring names starting with _ or .".to_string();
-    if let Some(filter) = &options.partition_filter {
-        files = filter_partitions(files, filter)?;
-        criteria = format!("{criteria}, partition_filter={filter}");
-    }
-    if files.is_empty() {
-        return Err(Error::NoDataFiles {
-            path: location.to_string(),
-            criteria,
-        });
-    }
-    let metas = read_footers(location, files).await?;
-    let files: Vec<FileStats> = metas
-        .iter()
-        .map(|m| FileStats {
-            path: m.file.relative.clone(),
-            size_bytes: m.file.size,
-            num_rows: m.num_rows,
-        })
-        .collect();
-    Ok(StatsReport {
-        total_bytes: files.iter().map(|f| f.size_bytes).sum(),
-        total_rows: files.iter().map(|f| f.num_rows).sum(),
-        files,
     })
 }

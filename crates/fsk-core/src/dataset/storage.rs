@@ -5,7 +5,7 @@
 //! `s3://`, `gs://` and `az://` (also `abfs://`, `abfss://`, `azure://`) the cloud builders,
 //! configured from the usual environment variables and then from explicit options.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Component, PathBuf};
 use std::str::FromStr;
@@ -18,71 +18,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-pub use crate::cloud_options::{AzureOptions, GcsOptions, S3Options};
-
-/// Explicit storage options (`--storage-option key=value`), applied after the environment.
-///
-/// Keys are object_store's configuration keys for the store's kind, for example
-/// `aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_allow_http`,
-/// `google_service_account`, `azure_storage_account_name`. Short forms without the prefix
-/// (`endpoint`, `region`, `allow_http`) are accepted as object_store accepts them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StorageOptions {
-    options: BTreeMap<String, String>,
-}
-
-impl StorageOptions {
-    /// No explicit options.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds one option.
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
-        self
-    }
-
-    /// Parses `KEY=VALUE` pairs, as given on the command line.
-    pub fn parse_pairs<I, S>(pairs: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut options = Self::new();
-        for pair in pairs {
-            let pair = pair.as_ref();
-            let Some((key, value)) = pair.split_once('=') else {
-                return Err(Error::invalid_argument(
-                    "storage option",
-                    pair,
-                    "expected KEY=VALUE",
-                ));
-            };
-            if key.trim().is_empty() {
-                return Err(Error::invalid_argument(
-                    "storage option",
-                    pair,
-                    "the key is empty",
-                ));
-            }
-            options
-                .options
-                .insert(key.trim().to_string(), value.to_string());
-        }
-        Ok(options)
-    }
-
-    /// The options as key/value pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.options.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Whether there are no options.
-    pub fn is_empty(&self) -> bool {
-        self.options.is_empty()
-    }
-}
+pub use crate::dataset::options::{AzureOptions, GcsOptions, S3Options, StorageOptions};
 
 /// The kind of store behind a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,7 +301,7 @@ impl Location {
         }
     }
 
-    /// The local file behind `relative` (a path as [`crate::listing::DataFile::relative`]
+    /// The local file behind `relative` (a path as [`crate::dataset::listing::DataFile::relative`]
     /// gives it), when an engine may open it itself (see [`Location::native_local_root`]).
     pub fn native_local_file(&self, relative: &str) -> Option<PathBuf> {
         let root = self.native_local_root()?;

@@ -247,6 +247,26 @@ pub fn cast_by_position(batch: &RecordBatch, schema: &SchemaRef) -> Result<Recor
     .map_err(|e| Error::arrow("building a result batch", e))
 }
 
+/// Takes the columns of `schema` from `batch` by name.
+pub fn project_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .cloned()
+                .ok_or_else(|| Error::column_not_found(f.name(), "scan", &batch.schema()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| Error::arrow("projecting columns", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,9 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
 
+use crate::dataset::partition::parse_hive_path;
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::partition::parse_hive_path;
-use crate::storage::Location;
 
 /// One data file of a dataset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -125,7 +125,7 @@ pub async fn list(location: &Location) -> Result<Listing> {
         let Some(relative) = location.relative(&meta.location) else {
             continue;
         };
-        if let Some(txn) = crate::commit::journal_txn(&relative) {
+        if let Some(txn) = crate::dataset::layout::journal_txn(&relative) {
             return Err(recovery_needed(location, txn));
         }
         if is_data_path(&relative) {
@@ -167,7 +167,7 @@ fn walk_local(root: &std::path::Path, display: &str) -> Result<Walked> {
         files: Vec::new(),
         journals: Vec::new(),
     };
-    let txn_dir = root.join(crate::commit::FSK_DIR).join("txn");
+    let txn_dir = root.join(crate::dataset::layout::FSK_DIR).join("txn");
     let journals = match std::fs::read_dir(&txn_dir) {
         Ok(entries) => Some(entries),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -177,8 +177,8 @@ fn walk_local(root: &std::path::Path, display: &str) -> Result<Walked> {
     if let Some(entries) = journals {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let relative = format!("{}/txn/{name}", crate::commit::FSK_DIR);
-            if let Some(txn) = crate::commit::journal_txn(&relative) {
+            let relative = format!("{}/txn/{name}", crate::dataset::layout::FSK_DIR);
+            if let Some(txn) = crate::dataset::layout::journal_txn(&relative) {
                 walked.journals.push(txn.to_string());
             }
         }
@@ -301,7 +301,10 @@ pub fn parse_partition_filter(filter: &str) -> Result<Vec<(String, Option<String
                 "a column name is empty",
             ));
         }
-        out.push((key.to_string(), crate::partition::decode_value(value)));
+        out.push((
+            key.to_string(),
+            crate::dataset::partition::decode_value(value),
+        ));
     }
     if out.is_empty() {
         return Err(Error::invalid_argument(

@@ -3,7 +3,7 @@
 //! object_store's configuration keys, so the two ways of configuring a store cannot drift.
 //!
 //! ```
-//! use fsk_core::storage::{Location, S3Options, StorageOptions};
+//! use fsk_core::dataset::storage::{Location, S3Options, StorageOptions};
 //!
 //! let options: StorageOptions = S3Options::new()
 //!     .endpoint("http://127.0.0.1:9000")
@@ -16,7 +16,71 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::storage::StorageOptions;
+use std::collections::BTreeMap;
+
+/// Explicit storage options (`--storage-option key=value`), applied after the environment.
+///
+/// Keys are object_store's configuration keys for the store's kind, for example
+/// `aws_endpoint`, `aws_region`, `aws_access_key_id`, `aws_allow_http`,
+/// `google_service_account`, `azure_storage_account_name`. Short forms without the prefix
+/// (`endpoint`, `region`, `allow_http`) are accepted as object_store accepts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageOptions {
+    options: BTreeMap<String, String>,
+}
+
+impl StorageOptions {
+    /// No explicit options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one option.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// Parses `KEY=VALUE` pairs, as given on the command line.
+    pub fn parse_pairs<I, S>(pairs: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut options = Self::new();
+        for pair in pairs {
+            let pair = pair.as_ref();
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(Error::invalid_argument(
+                    "storage option",
+                    pair,
+                    "expected KEY=VALUE",
+                ));
+            };
+            if key.trim().is_empty() {
+                return Err(Error::invalid_argument(
+                    "storage option",
+                    pair,
+                    "the key is empty",
+                ));
+            }
+            options
+                .options
+                .insert(key.trim().to_string(), value.to_string());
+        }
+        Ok(options)
+    }
+
+    /// The options as key/value pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.options.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether there are no options.
+    pub fn is_empty(&self) -> bool {
+        self.options.is_empty()
+    }
+}
 
 fn put(options: &mut StorageOptions, key: &str, value: &Option<String>) {
     if let Some(value) = value {
@@ -255,7 +319,7 @@ impl From<AzureOptions> for StorageOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Location, StoreKind};
+    use crate::dataset::storage::{Location, StoreKind};
 
     fn pairs(options: StorageOptions) -> Vec<(String, String)> {
         options

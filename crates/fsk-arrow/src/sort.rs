@@ -1,5 +1,4 @@
-//! The sort primitive: its plain-data request ([`SortKey`], [`MemoryBudget`]) and the arrow-rs
-//! implementation, an external merge sort over the row format.
+//! The arrow engine's sort primitive: an external merge sort over arrow's row format.
 //!
 //! Input batches are buffered until the budget is reached, then sorted (a stable sort of
 //! their keys in arrow's row format, which compares multi-column keys as bytes) and spilled
@@ -9,7 +8,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,124 +17,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 use futures::StreamExt;
 
-use crate::backend::{BatchStream, Batches};
-use crate::error::{Error, Result};
+use fsk_core::engine::{Batches, Sorted};
+use fsk_core::error::{Error, Result};
+use fsk_core::plan::sort::{MemoryBudget, SortKey, validate_keys};
 
 /// Rows per output batch.
 const OUTPUT_ROWS: usize = 8192;
-
-/// One key of a sort.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SortKey {
-    /// The column.
-    pub column: String,
-    /// Largest first.
-    pub descending: bool,
-    /// Nulls before values.
-    pub nulls_first: bool,
-}
-
-impl SortKey {
-    /// Ascending, nulls last.
-    pub fn asc(column: impl Into<String>) -> Self {
-        SortKey {
-            column: column.into(),
-            descending: false,
-            nulls_first: false,
-        }
-    }
-
-    /// Descending, nulls last.
-    pub fn desc(column: impl Into<String>) -> Self {
-        SortKey {
-            descending: true,
-            ..SortKey::asc(column)
-        }
-    }
-}
-
-/// The memory an operation may use for its buffers, and where it spills beyond it. Each
-/// engine maps it to its own limit (DataFusion's memory pool, DuckDB's `memory_limit`, the
-/// arrow sort's run size).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemoryBudget {
-    /// Bytes.
-    pub bytes: usize,
-    /// Where spill files go (default: the system's temporary folder).
-    pub spill_dir: Option<PathBuf>,
-}
-
-impl Default for MemoryBudget {
-    /// A quarter of the machine's memory (1 GiB where it cannot be read).
-    fn default() -> Self {
-        MemoryBudget {
-            bytes: total_memory().map_or(1 << 30, |m| m / 4),
-            spill_dir: None,
-        }
-    }
-}
-
-impl MemoryBudget {
-    /// A budget of `bytes`.
-    pub fn of(bytes: usize) -> Self {
-        MemoryBudget {
-            bytes,
-            spill_dir: None,
-        }
-    }
-
-    /// The folder spill files go to.
-    pub fn spill_dir(&self) -> PathBuf {
-        self.spill_dir.clone().unwrap_or_else(std::env::temp_dir)
-    }
-}
-
-/// The machine's memory in bytes (Linux `/proc/meminfo`).
-fn total_memory() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// A sort's rows and what sorted them.
-pub struct Sorted {
-    /// The rows, in order.
-    pub stream: BatchStream,
-    /// The code that sorted (`arrow-rs`, `datafusion`, `duckdb`).
-    pub executor: &'static str,
-    /// How many times the sort spilled to disk, final once the stream is consumed (`None`
-    /// where the engine does not say).
-    pub spills: Arc<AtomicU64>,
-    /// Whether `spills` is known for this engine.
-    pub spills_observed: bool,
-}
-
-impl std::fmt::Debug for Sorted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sorted")
-            .field("executor", &self.executor)
-            .field("spills", &self.spills.load(Ordering::SeqCst))
-            .finish()
-    }
-}
-
-/// Checks the keys against the schema.
-pub fn validate_keys(schema: &SchemaRef, keys: &[SortKey]) -> Result<()> {
-    if keys.is_empty() {
-        return Err(Error::invalid_argument(
-            "sort keys",
-            "",
-            "at least one column is needed",
-        ));
-    }
-    for key in keys {
-        if schema.field_with_name(&key.column).is_err() {
-            return Err(Error::column_not_found(&key.column, "sort input", schema));
-        }
-    }
-    Ok(())
-}
 
 struct Keys {
     converter: RowConverter,
@@ -189,7 +75,7 @@ impl Keys {
 
 /// Sorts `input` by `keys` within `budget` with arrow-rs kernels, spilling sorted runs to
 /// Arrow IPC files beyond it.
-pub async fn arrow_sort(input: Batches, keys: &[SortKey], budget: &MemoryBudget) -> Result<Sorted> {
+pub async fn sort(input: Batches, keys: &[SortKey], budget: &MemoryBudget) -> Result<Sorted> {
     let (schema, mut stream) = input.into_parts();
     validate_keys(&schema, keys)?;
     let sorter = Keys::new(&schema, keys)?;

@@ -13,10 +13,10 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 
+use crate::dataset::listing::DataFile;
+use crate::dataset::stats::ColumnStats;
+use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::listing::DataFile;
-use crate::stats_types::ColumnStats;
-use crate::storage::Location;
 use crate::value::ScalarValue;
 
 /// How many footers are fetched at once.
@@ -98,7 +98,7 @@ pub const MAX_FOOTER_BYTES: usize = 32 << 20;
 /// Hostile files are refused before the parquet decoder sees them, with
 /// [`Error::CorruptFile`]: a footer length beyond the file or [`MAX_FOOTER_BYTES`], thrift
 /// that claims more elements than its bytes hold, schemas nested too deep, negative offsets
-/// (see [`crate::footer_guard`]); a decoder panic on anything left is caught as well. Files
+/// (see [`crate::dataset::footer_guard`]); a decoder panic on anything left is caught as well. Files
 /// of other writers are read as pyarrow reads them: INT96 timestamps come out as
 /// microseconds (no overflow outside 1677-2262), a `dictionary_page_offset` of 0 means no
 /// dictionary offset, and a row group without `total_byte_size` is accepted.
@@ -248,8 +248,10 @@ async fn fetch_metadata(
             .await
             .map_err(|e| Error::from_store(describe.to_string(), e))?
     };
-    crate::footer_guard::validate_footer(&footer, &Default::default()).map_err(&corrupt)?;
-    let repaired_footer = crate::footer_guard::with_total_byte_size(&footer).map_err(&corrupt)?;
+    crate::dataset::footer_guard::validate_footer(&footer, &Default::default())
+        .map_err(&corrupt)?;
+    let repaired_footer =
+        crate::dataset::footer_guard::with_total_byte_size(&footer).map_err(&corrupt)?;
     let repaired = repaired_footer.len() != footer.len();
     let metadata = guarded(describe, || {
         ParquetMetaDataReader::decode_metadata(&repaired_footer)
