@@ -46,8 +46,9 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// What every engine gets from the core's shared implementations today: write, read,
-    /// merge and compact, each reading through the engine's scan primitive.
+    /// What every engine gets from the core's operations: write, read, merge and compact,
+    /// each reading through the engine's scan primitive. `scan` and `sort` are left empty:
+    /// each engine names its own.
     pub const SHARED: Capabilities = Capabilities {
         write: true,
         read: true,

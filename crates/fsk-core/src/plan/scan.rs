@@ -9,13 +9,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::dataset::footer::{FileMeta, read_footer, read_footers, row_group_stats};
 use crate::dataset::listing::{self, DataFile};
 use crate::dataset::partition::PartitionSchema;
-use crate::dataset::schema::{project_to, unify};
+use crate::dataset::schema::unify;
 use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
 use crate::filter::{BoundPredicate, Predicate};
@@ -338,10 +337,5 @@ impl ScanPlan {
             "SELECT {columns} FROM {table} WHERE {}",
             filter.to_sql()
         ))
-    }
-
-    /// Projects a scan batch to the output columns.
-    pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        project_to(batch, &self.output_schema)
     }
 }
