@@ -23,7 +23,7 @@ use fsk_core::dataset::schema::project_to;
 use fsk_core::dataset::storage::Location;
 use fsk_core::engine::{BatchStream, Scan, Scanner};
 use fsk_core::error::{Error, Result};
-use fsk_core::filter::BoundPredicate;
+use fsk_core::expr::BoundPredicate;
 use fsk_core::plan::scan::{ScanFile, ScanPlan};
 use fsk_core::stream::limit_stream;
 use fsk_core::value::ScalarValue;

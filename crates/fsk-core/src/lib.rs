@@ -5,7 +5,8 @@
 //!    streams, bounded concurrency.
 //! 2. [`dataset`]: location and storage, listing, hive partitions, schema, footers and
 //!    statistics.
-//! 3. [`filter`]: the filter language (parse, bind, evaluate, prune, render as SQL).
+//! 3. [`expr`]: the filter language, a SQL `WHERE` expression (parse with `sqlparser`, bind,
+//!    evaluate, prune, render as SQL); [`filter`] is the same module under its former name.
 //! 4. [`plan`]: plain-data plans the engines execute (scan, sort).
 //! 5. [`commit`]: the commit protocol (lease, journal, publish, recover).
 //! 6. [`write`](mod@write): the staged writer (names, splits, statistics, bloom filters).
@@ -26,7 +27,8 @@ pub mod value;
 
 pub mod dataset;
 
-pub mod filter;
+pub mod expr;
+pub use expr as filter;
 
 pub mod plan;
 

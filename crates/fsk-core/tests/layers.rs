@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, lowest layer first (the order of `lib.rs`'s documentation).
 const LAYERS: &[&str] = &[
-    "error", "value", "stream", "tasks", "dataset", "filter", "plan", "commit", "write", "engine",
+    "error", "value", "stream", "tasks", "dataset", "expr", "plan", "commit", "write", "engine",
     "ops",
 ];
 

@@ -17,7 +17,7 @@ use crate::dataset::partition::PartitionSchema;
 use crate::dataset::schema::unify;
 use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
-use crate::filter::{BoundPredicate, Predicate};
+use crate::expr::{BoundPredicate, Predicate};
 use crate::value::ScalarValue;
 
 /// Options of a read.
@@ -325,7 +325,7 @@ impl ScanPlan {
             .output_schema
             .fields()
             .iter()
-            .map(|f| crate::filter::quote_ident(f.name()))
+            .map(|f| crate::expr::quote_ident(f.name()))
             .collect::<Vec<_>>()
             .join(", ");
         let columns = if columns.is_empty() {
