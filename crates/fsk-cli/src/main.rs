@@ -235,7 +235,7 @@ struct ReadArgs {
     /// Columns to return, in order, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     columns: Option<Vec<String>>,
-    /// A filter, e.g. "day = '2025-01-01' AND amount > 10".
+    /// A filter: a SQL WHERE condition, e.g. "day >= DATE '2025-01-01' AND amount BETWEEN 10 AND 20".
     #[arg(long, value_name = "EXPR")]
     filter: Option<String>,
     /// At most this many rows (after the filter).
