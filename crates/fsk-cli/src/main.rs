@@ -30,9 +30,9 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct Global {
-    /// Engine that moves the data.
-    #[arg(long, global = true, default_value = "arrow", value_parser = parse_engine)]
-    engine: Engine,
+    /// Engine that moves the data (default: arrow; for `sql`, duckdb, else datafusion).
+    #[arg(long, global = true, value_parser = parse_engine)]
+    engine: Option<Engine>,
     /// Print the report as one JSON object on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -87,8 +87,31 @@ enum Command {
     Compact(CompactArgs),
     /// Roll unfinished transactions forward or back (after a crash).
     Recover(RecoverArgs),
+    /// Run a SQL query over datasets (DuckDB or DataFusion), with fsk's pruning.
+    Sql(SqlArgs),
     /// List the engines built in, what each supports and what executes each primitive.
     Engines,
+}
+
+#[derive(Args, Debug)]
+struct SqlArgs {
+    /// The query; or a dataset and then the query, the dataset being table `t`.
+    #[arg(required = true, num_args = 1..=2, value_name = "[DATASET] QUERY")]
+    args: Vec<String>,
+    /// Registers a dataset (path or URL) as a table: NAME=DATASET (repeatable).
+    #[arg(long = "table", value_name = "NAME=DATASET")]
+    tables: Vec<String>,
+    /// A positional parameter for `?` (in order) or `$1`, `$2`, ... (repeatable): NULL, true,
+    /// false, an integer, a float, DATE:2025-01-01, TIMESTAMP:2025-01-01 12:00:00, STR:text
+    /// (text that looks like another type), or any other text as a string.
+    #[arg(long = "param", value_name = "VALUE", allow_hyphen_values = true)]
+    params: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+    /// Write the output to this file (required for parquet).
+    #[arg(long, value_name = "PATH")]
+    output: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -581,22 +604,39 @@ async fn run_read(
         options.limit = Some(limit as usize);
     }
     let batches = backend.read(&location, &options).await?;
+    write_rows(batches, args.format, args.output.as_deref()).await
+}
+
+/// Streams `batches` to `output` (stdout when `None`) in `format`. The table format holds the
+/// rows to align the columns; CSV, JSON and Parquet stream.
+async fn write_rows(
+    batches: fsk::Batches,
+    format: OutputFormat,
+    output: Option<&str>,
+) -> Result<()> {
+    if format == OutputFormat::Parquet && output.is_none() {
+        return Err(Error::invalid_argument(
+            "output",
+            "(none)",
+            "--format parquet needs --output PATH",
+        ));
+    }
     let schema = Arc::clone(batches.schema());
     let mut stream = batches.into_stream();
-    let mut sink: Box<dyn Write + Send> = match (&args.output, args.format) {
-        (Some(path), _) => Box::new(std::io::BufWriter::new(
+    let mut sink: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| Error::Io {
-                path: path.clone(),
+                path: path.to_string(),
                 source: e,
             })?,
         )),
-        (None, _) => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let io = |e: std::io::Error| Error::Io {
-        path: args.output.clone().unwrap_or_else(|| "stdout".into()),
+        path: output.unwrap_or("stdout").to_string(),
         source: e,
     };
-    match args.format {
+    match format {
         OutputFormat::Table => {
             let mut all = Vec::new();
             while let Some(batch) = stream.next().await {
@@ -642,7 +682,7 @@ async fn run_read(
                 .map_err(|e| Error::arrow("writing JSON", e))?;
         }
         OutputFormat::Parquet => {
-            let path = args.output.clone().unwrap_or_default();
+            let path = output.unwrap_or_default().to_string();
             let mut writer =
                 parquet::arrow::ArrowWriter::try_new(&mut sink, Arc::clone(&schema), None)
                     .map_err(|e| Error::from_parquet(&path, e))?;
@@ -812,7 +852,12 @@ async fn run_recover(args: RecoverArgs, global: &Global, storage: &StorageOption
 
 async fn run(cli: Cli) -> Result<()> {
     let storage = StorageOptions::parse_pairs(&cli.global.storage_options)?;
-    let backend = cli.global.engine.backend()?;
+    let engine = match (cli.global.engine, &cli.command) {
+        (Some(engine), _) => engine,
+        (None, Command::Sql(_)) => sql_engine()?,
+        (None, _) => Engine::Arrow,
+    };
+    let backend = engine.backend()?;
     match cli.command {
         Command::Write(args) => run_write(args, &cli.global, backend, &storage).await,
         Command::Merge(args) => run_merge(args, &cli.global, backend, &storage).await,
@@ -820,8 +865,71 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => run_stats(args, &cli.global, backend, &storage).await,
         Command::Compact(args) => run_compact(args, &cli.global, backend, &storage).await,
         Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
+        Command::Sql(args) => run_sql(args, &cli.global, backend, &storage).await,
         Command::Engines => run_engines(&cli.global),
     }
+}
+
+/// The engine `fsk sql` uses when none is named: the first compiled-in engine with SQL.
+fn sql_engine() -> Result<Engine> {
+    Engine::available()
+        .into_iter()
+        .filter_map(|engine| Some((engine, engine.backend().ok()?)))
+        .filter(|(_, backend)| backend.capabilities().sql)
+        .map(|(engine, _)| engine)
+        .min_by_key(|engine| match engine {
+            Engine::DuckDb => 0,
+            _ => 1,
+        })
+        .ok_or_else(|| {
+            Error::invalid_argument(
+                "engine",
+                "(none)",
+                "no engine with SQL is compiled in: enable the duckdb or datafusion feature",
+            )
+        })
+}
+
+async fn run_sql(
+    args: SqlArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    let (dataset, query) = match args.args.as_slice() {
+        [query] => (None, query.clone()),
+        [dataset, query] => (Some(dataset.clone()), query.clone()),
+        _ => unreachable!("clap takes one or two"),
+    };
+    let mut session =
+        fsk::SqlSession::new(Arc::clone(&backend)).with_memory(global.memory_budget()?);
+    if let Some(dataset) = &dataset {
+        session.register("t", Location::parse_with_options(dataset, storage)?)?;
+    }
+    for table in &args.tables {
+        let Some((name, dataset)) = table.split_once('=') else {
+            return Err(Error::invalid_argument(
+                "table",
+                table,
+                "expected NAME=DATASET, e.g. --table sales=/data/sales",
+            ));
+        };
+        session.register(
+            name.trim(),
+            Location::parse_with_options(dataset.trim(), storage)?,
+        )?;
+    }
+    if dataset.is_none() && args.tables.is_empty() {
+        tracing::debug!("no table registered: the query can only use the engine's own functions");
+    }
+    let params = args
+        .params
+        .iter()
+        .map(|p| p.parse::<fsk::SqlParam>())
+        .collect::<Result<Vec<_>>>()?;
+    tracing::info!(engine = backend.name(), "running SQL");
+    let batches = session.query(&query, &params).await?;
+    write_rows(batches, args.format, args.output.as_deref()).await
 }
 
 /// One line naming what executed each phase of an operation.

@@ -1169,3 +1169,59 @@ fn memory_limit_and_spill_dir_reach_the_key_match() {
         "{err}"
     );
 }
+
+#[test]
+fn sql_on_both_sql_engines_with_tables_params_and_formats() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = sample_csv(dir.path());
+    let ds = dir.path().join("sales").display().to_string();
+    ok(&["write", &csv, &ds, "--partition-by", "day"]);
+    let query = "SELECT day, CAST(count(*) AS BIGINT) AS n, sum(amount) AS total FROM sales \
+                 WHERE amount > ? GROUP BY day ORDER BY day";
+    let mut outputs = Vec::new();
+    for engine in ["duckdb", "datafusion"] {
+        let table = format!("sales={ds}");
+        let csv_out = ok(&[
+            "--engine", engine, "sql", query, "--table", &table, "--param", "2", "--format", "csv",
+        ]);
+        assert_eq!(
+            csv_out, "day,n,total\n2025-01-01,2,13.75\n2025-01-02,1,7.0\n",
+            "{engine}"
+        );
+        outputs.push(csv_out);
+        // One dataset and no --table: it is table `t`.
+        let json = ok(&[
+            "--engine",
+            engine,
+            "sql",
+            &ds,
+            "SELECT id FROM t WHERE note = ? ORDER BY id",
+            "--param",
+            "STR:c",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(json.trim(), r#"{"id":3}"#, "{engine}");
+        let err = fails(&["--engine", engine, "sql", &ds, "SELECT nope FROM t"]);
+        assert!(err.contains("unknown column"), "{engine}: {err}");
+        let out = fsk(&["--engine", engine, "sql", &ds, "SELEC 1"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{engine}: a syntax error is a usage error"
+        );
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    // Without --engine, sql runs on DuckDB (the first SQL engine built in).
+    let out = ok(&[
+        "sql",
+        &ds,
+        "SELECT CAST(count(*) AS BIGINT) AS n FROM t",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out, "n\n4\n");
+    // The arrow engine has no SQL: a typed error.
+    let err = fails(&["--engine", "arrow", "sql", &ds, "SELECT 1"]);
+    assert!(err.contains("not supported by the arrow engine"), "{err}");
+}

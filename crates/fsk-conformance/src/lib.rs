@@ -19,6 +19,7 @@ pub mod merge_checks;
 pub mod proptests;
 pub mod read_checks;
 pub mod sort_checks;
+pub mod sql_checks;
 pub mod store;
 pub mod write_checks;
 
@@ -212,7 +213,13 @@ macro_rules! __with_checks {
         merge_checks::failing_store_fails_cleanly_and_recovers,
         merge_checks::merge_edge_cases,
         merge_checks::bloom_filters_prune_before_the_key_scan,
-        merge_checks::bloom_filters_of_narrower_keys_are_not_misread
+        merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
+        sql_checks::sql_aggregates_with_typed_partition_columns,
+        sql_checks::sql_binds_typed_parameters,
+        sql_checks::sql_joins_two_datasets,
+        sql_checks::sql_reads_evolved_schemas,
+        sql_checks::sql_errors_are_typed,
+        sql_checks::sql_prunes_before_reading
             }
     };
 }

@@ -553,7 +553,20 @@ pub async fn unsupported_operations_are_typed(backend: &dyn DatasetBackend, fx: 
     .await;
     let caps = backend.capabilities();
     assert!(caps.write && caps.read, "every engine writes and reads");
-    let sql = backend.sql(&loc, "SELECT count(*) FROM dataset").await;
+    let scan = fsk_core::plan::scan::plan_scan(&loc, &ReadOptions::default())
+        .await
+        .expect("plan");
+    let sql = backend
+        .sql(&fsk_core::plan::sql::SqlQuery {
+            tables: vec![fsk_core::plan::sql::SqlTable {
+                name: "dataset".into(),
+                scan,
+            }],
+            sql: "SELECT count(*) FROM dataset".into(),
+            params: Vec::new(),
+            memory: fsk_core::plan::sort::MemoryBudget::default(),
+        })
+        .await;
     match (caps.sql, sql) {
         (false, Err(Error::NotSupported { engine, operation })) => {
             assert_eq!(engine, backend.name());
@@ -566,6 +579,12 @@ pub async fn unsupported_operations_are_typed(backend: &dyn DatasetBackend, fx: 
         (true, Ok(result)) => {
             let batch = result.concat().await.expect("sql result");
             assert_eq!(batch.num_rows(), 1);
+            let count = arrow::compute::cast(batch.column(0), &DataType::Int64).expect("count");
+            let count = count
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("int64");
+            assert_eq!(count.value(0), 3, "count(*) over the three rows written");
         }
         (true, Err(e)) => panic!("sql is a capability but failed: {e}"),
     }

@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
 use crate::plan::scan::ScanPlan;
 use crate::plan::sort::{MemoryBudget, SortKey};
+use crate::plan::sql::SqlQuery;
 pub use crate::stream::{BatchStream, Batches};
 
 /// What an engine can do. The conformance suite asserts the typed
@@ -266,8 +266,10 @@ pub trait DatasetBackend: Send + Sync + fmt::Debug {
     async fn sort(&self, input: Batches, keys: &[SortKey], budget: &MemoryBudget)
     -> Result<Sorted>;
 
-    /// Runs a SQL query over the dataset registered as table `dataset`.
-    async fn sql(&self, _location: &Location, _query: &str) -> Result<Batches> {
+    /// The SQL primitive: runs `query` with its tables registered over their planned files
+    /// and its parameters bound by the engine, streaming the result. Engines without SQL
+    /// answer with the typed [`Error::NotSupported`].
+    async fn sql(&self, _query: &SqlQuery) -> Result<Batches> {
         Err(self.not_supported("sql"))
     }
 

@@ -111,6 +111,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A SQL query failed in the engine: the engine's category (see [`SqlErrorKind`]) and
+    /// message, with the table, column or file at fault where known.
+    #[error("SQL {kind} error in {engine}{}: {message}", at.as_ref().map(|a| format!(" ({a})")).unwrap_or_default())]
+    Sql {
+        /// The engine that ran the query.
+        engine: String,
+        /// The error's category.
+        kind: SqlErrorKind,
+        /// The table, column or file at fault, where known.
+        at: Option<String>,
+        /// The engine's message.
+        message: String,
+    },
+
     /// The chosen engine does not implement an operation.
     #[error("operation {operation} is not supported by the {engine} engine")]
     NotSupported {
@@ -365,7 +379,7 @@ impl Error {
                 | Error::InvalidFilter { .. }
                 | Error::NullKey { .. }
                 | Error::NotSupported { .. }
-        )
+        ) || matches!(self, Error::Sql { kind, .. } if kind.is_usage())
     }
 
     /// A stable short name for the variant, used by the CLI's JSON errors and by tests.
@@ -382,6 +396,7 @@ impl Error {
             Error::NullKey { .. } => "null_key",
             Error::CorruptFile { .. } => "corrupt_file",
             Error::NotSupported { .. } => "not_supported",
+            Error::Sql { kind, .. } => kind.name(),
             Error::Conflict { .. } => "conflict",
             Error::RecoveryNeeded { .. } => "recovery_needed",
             Error::RecoveryFailed { .. } => "recovery_failed",
@@ -396,5 +411,67 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Internal(_) => "internal",
         }
+    }
+}
+
+/// The category of a SQL error, kept from the engine's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlErrorKind {
+    /// The query does not parse.
+    Syntax,
+    /// A table the query names is not registered.
+    UnknownTable,
+    /// A column the query names does not exist.
+    UnknownColumn,
+    /// Types do not fit (a comparison, a function's arguments, a parameter).
+    Type,
+    /// Reading a file failed (named in `at`).
+    Io,
+    /// The query needed more memory than the budget allows.
+    OutOfMemory,
+    /// Anything else the engine reports (a failed cast of a value, division by zero, ...).
+    Execution,
+}
+
+impl SqlErrorKind {
+    /// The stable name of the category (`sql_syntax`, `sql_unknown_table`, ...), the error's
+    /// [`Error::kind`].
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlErrorKind::Syntax => "sql_syntax",
+            SqlErrorKind::UnknownTable => "sql_unknown_table",
+            SqlErrorKind::UnknownColumn => "sql_unknown_column",
+            SqlErrorKind::Type => "sql_type",
+            SqlErrorKind::Io => "sql_io",
+            SqlErrorKind::OutOfMemory => "sql_out_of_memory",
+            SqlErrorKind::Execution => "sql_execution",
+        }
+    }
+
+    /// Whether the query is at fault (the CLI exits with code 2) rather than the data or
+    /// the machine.
+    pub fn is_usage(self) -> bool {
+        matches!(
+            self,
+            SqlErrorKind::Syntax
+                | SqlErrorKind::UnknownTable
+                | SqlErrorKind::UnknownColumn
+                | SqlErrorKind::Type
+        )
+    }
+}
+
+impl fmt::Display for SqlErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SqlErrorKind::Syntax => "syntax",
+            SqlErrorKind::UnknownTable => "unknown table",
+            SqlErrorKind::UnknownColumn => "unknown column",
+            SqlErrorKind::Type => "type",
+            SqlErrorKind::Io => "I/O",
+            SqlErrorKind::OutOfMemory => "out of memory",
+            SqlErrorKind::Execution => "execution",
+        })
     }
 }

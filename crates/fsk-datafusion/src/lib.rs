@@ -10,6 +10,7 @@
 mod key_match;
 mod scan;
 mod sort;
+mod sql;
 
 use std::sync::{Arc, Mutex};
 
@@ -137,12 +138,20 @@ impl DatasetBackend for DataFusionBackend {
             scan: "DataFusion (ParquetSource in a DataSourceExec per file: filter pushdown, page index, FilterExec)",
             key_match: "DataFusion (source keys in memory tables, a hash join per file over its DataFusion scan, the file as build side, under a FairSpillPool)",
             sort: "DataFusion (SortExec under a FairSpillPool, spilling through its DiskManager)",
+            sql: true,
             ..Capabilities::SHARED
         }
     }
 
     fn scanner(&self) -> Arc<dyn Scanner> {
         Arc::new(DataFusionScanner)
+    }
+
+    async fn sql(
+        &self,
+        query: &fsk_core::plan::sql::SqlQuery,
+    ) -> Result<fsk_core::engine::Batches> {
+        sql::sql(query).await
     }
 
     fn key_match(&self) -> Option<Arc<dyn fsk_core::engine::KeyMatch>> {

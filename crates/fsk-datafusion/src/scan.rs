@@ -48,13 +48,27 @@ use fsk_core::plan::scan::{ScanFile, ScanPlan};
 use crate::{ENGINE, from_datafusion};
 
 /// The URL the dataset's object store is registered under in the session.
-const STORE_URL: &str = "fsk://dataset";
+pub(crate) const STORE_URL: &str = "fsk://dataset";
 
 /// Hands DataFusion the footers the core already parsed.
 #[derive(Debug)]
-struct PlannedFooters {
+pub(crate) struct PlannedFooters {
     store: Arc<dyn ObjectStore>,
     footers: HashMap<Path, Arc<ParquetMetaData>>,
+}
+
+impl PlannedFooters {
+    /// The footers of the plan's files, read from `plan`'s store.
+    pub(crate) fn of(plan: &ScanPlan) -> Arc<Self> {
+        Arc::new(PlannedFooters {
+            store: Arc::clone(plan.location.store()),
+            footers: plan
+                .files
+                .iter()
+                .map(|f| (f.meta.file.path.clone(), Arc::clone(f.meta.metadata())))
+                .collect(),
+        })
+    }
 }
 
 impl ParquetFileReaderFactory for PlannedFooters {
@@ -200,14 +214,7 @@ impl FileScans {
                 )
             }
         };
-        let footers = Arc::new(PlannedFooters {
-            store: Arc::clone(plan.location.store()),
-            footers: plan
-                .files
-                .iter()
-                .map(|f| (f.meta.file.path.clone(), Arc::clone(f.meta.metadata())))
-                .collect(),
-        });
+        let footers = PlannedFooters::of(plan);
         Ok(FileScans {
             ctx,
             url,
@@ -223,38 +230,12 @@ impl FileScans {
 
     /// The physical plan reading one file.
     fn plan_file(&self, file: &ScanFile) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut access = ParquetAccessPlan::new_none(file.meta.num_row_groups);
-        for &rg in &file.row_groups {
-            access.scan(rg);
-        }
-        let partition_values = self
-            .partition_fields
-            .iter()
-            .map(|field| -> Result<DfScalar> {
-                let array = match file.partition.get(field.name()) {
-                    Some(value) => repeat_value(value, 1)?,
-                    None => arrow::array::new_null_array(field.data_type(), 1),
-                };
-                DfScalar::try_from_array(&array, 0).map_err(from_datafusion)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let partitioned = PartitionedFile::new_from_meta(object_store::ObjectMeta {
-            location: file.meta.file.path.clone(),
-            last_modified: chrono_epoch(),
-            size: file.meta.file.size,
-            e_tag: None,
-            version: None,
-        })
-        .with_partition_values(partition_values)
-        .with_extension(access);
-        let mut source = ParquetSource::new(self.table_schema.clone())
-            .with_table_parquet_options(datafusion::config::TableParquetOptions {
-                global: self.ctx.copied_config().options().execution.parquet.clone(),
-                ..Default::default()
-            })
-            .with_parquet_file_reader_factory(
-                Arc::clone(&self.footers) as Arc<dyn ParquetFileReaderFactory>
-            );
+        let partitioned = partitioned_file(file, &self.partition_fields)?;
+        let mut source = parquet_source(
+            &self.ctx.copied_config().options().execution.parquet,
+            &self.table_schema,
+            &self.footers,
+        );
         if let Some(pushed) = &self.pushed {
             source = source.with_predicate(Arc::clone(pushed));
         }
@@ -272,6 +253,52 @@ impl FileScans {
             }
         })
     }
+}
+
+/// One planned file for DataFusion: its partition values (typed as the plan's partition
+/// fields) and its planned row groups as an access plan.
+pub(crate) fn partitioned_file(
+    file: &ScanFile,
+    partition_fields: &[FieldRef],
+) -> Result<PartitionedFile> {
+    let mut access = ParquetAccessPlan::new_none(file.meta.num_row_groups);
+    for &rg in &file.row_groups {
+        access.scan(rg);
+    }
+    let partition_values = partition_fields
+        .iter()
+        .map(|field| -> Result<DfScalar> {
+            let array = match file.partition.get(field.name()) {
+                Some(value) => repeat_value(value, 1)?,
+                None => arrow::array::new_null_array(field.data_type(), 1),
+            };
+            DfScalar::try_from_array(&array, 0).map_err(from_datafusion)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PartitionedFile::new_from_meta(object_store::ObjectMeta {
+        location: file.meta.file.path.clone(),
+        last_modified: chrono_epoch(),
+        size: file.meta.file.size,
+        e_tag: None,
+        version: None,
+    })
+    .with_partition_values(partition_values)
+    .with_extension(access))
+}
+
+/// DataFusion's parquet source over `table_schema`, with the session's parquet options
+/// (pushdown, page index) and the planned footers.
+pub(crate) fn parquet_source(
+    parquet: &datafusion::config::ParquetOptions,
+    table_schema: &TableSchema,
+    footers: &Arc<PlannedFooters>,
+) -> ParquetSource {
+    ParquetSource::new(table_schema.clone())
+        .with_table_parquet_options(datafusion::config::TableParquetOptions {
+            global: parquet.clone(),
+            ..Default::default()
+        })
+        .with_parquet_file_reader_factory(Arc::clone(footers) as Arc<dyn ParquetFileReaderFactory>)
 }
 
 fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {

@@ -24,7 +24,7 @@ use fsk_core::engine::{
     KeyMatch, KeyMatcher, KeyMatches, POSITION_COLUMN, SOURCE_ROW_COLUMN, numbered_keys,
 };
 use fsk_core::error::{Error, Result};
-use fsk_core::filter::quote_ident;
+use fsk_core::expr::quote_ident;
 use fsk_core::plan::scan::ScanPlan;
 use fsk_core::plan::sort::MemoryBudget;
 

@@ -12,6 +12,7 @@
 mod key_match;
 mod scan;
 mod sort;
+mod sql;
 
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,42 @@ pub(crate) fn append_stream(
     appender
         .flush()
         .map_err(|e| engine_error("flushing the appender", e))
+}
+
+/// One in-memory DuckDB database, opened on first use, shared by the scans of one operation:
+/// each scan runs on its own connection to it, so concurrent scans (a merge rewrites several
+/// files at once) share DuckDB's thread pool (`threads` = the cores) and buffer manager instead
+/// of each opening a database with a pool of its own.
+#[derive(Default)]
+pub(crate) struct Database {
+    base: Mutex<Option<Connection>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Database")
+    }
+}
+
+impl Database {
+    /// A new connection to the database (opened, with `threads` set, on the first call).
+    pub(crate) fn connect(&self) -> Result<Connection> {
+        let mut base = self
+            .base
+            .lock()
+            .map_err(|_| Error::Internal("DuckDB database lock poisoned".into()))?;
+        if base.is_none() {
+            let conn =
+                Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
+            conn.execute_batch(&format!("SET threads = {}", cores()))
+                .map_err(|e| engine_error("configuring DuckDB", e))?;
+            *base = Some(conn);
+        }
+        base.as_ref()
+            .expect("opened above")
+            .try_clone()
+            .map_err(|e| engine_error("connecting to DuckDB", e))
+    }
 }
 
 /// The DuckDB engine.
@@ -151,12 +188,20 @@ impl DatasetBackend for DuckDbBackend {
             scan: "DuckDB (read_parquet with the filter pushed down, on local disk; on object stores arrow-rs reads and DuckDB filters)",
             key_match: "DuckDB (source keys in DuckDB tables, one hash join over read_parquet of the candidate files with file_row_number, under memory_limit, spilling; off local disk arrow-rs reads the keys and DuckDB joins them)",
             sort: "DuckDB (ORDER BY under memory_limit and temp_directory, at least 32 MiB)",
+            sql: true,
             ..Capabilities::SHARED
         }
     }
 
     fn scanner(&self) -> Arc<dyn Scanner> {
-        Arc::new(DuckDbScanner)
+        Arc::new(DuckDbScanner::default())
+    }
+
+    async fn sql(
+        &self,
+        query: &fsk_core::plan::sql::SqlQuery,
+    ) -> Result<fsk_core::engine::Batches> {
+        sql::sql(query).await
     }
 
     fn key_match(&self) -> Option<Arc<dyn fsk_core::engine::KeyMatch>> {
@@ -175,13 +220,16 @@ impl DatasetBackend for DuckDbBackend {
 
 /// DuckDB's scan primitive: DuckDB's parquet reader on local disk ([`scan`]); elsewhere the
 /// fsk-arrow's reader, with DuckDB evaluating the filter.
-#[derive(Debug)]
-struct DuckDbScanner;
+/// One scanner serves one operation: its scans share one database.
+#[derive(Debug, Default)]
+struct DuckDbScanner {
+    db: Arc<Database>,
+}
 
 #[async_trait]
 impl Scanner for DuckDbScanner {
     async fn scan(&self, plan: &ScanPlan) -> Result<Scan> {
-        if let Some(stream) = scan::scan(plan) {
+        if let Some(stream) = scan::scan(&self.db, plan) {
             return Ok(Scan {
                 stream,
                 executor: ENGINE,

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::compute::kernels::coalesce::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
 use duckdb::Connection;
 use futures::StreamExt;
@@ -21,10 +22,10 @@ use futures::StreamExt;
 use fsk_core::dataset::schema::cast_by_position;
 use fsk_core::engine::BatchStream;
 use fsk_core::error::{Error, Result};
-use fsk_core::filter::{quote_ident, sql_literal};
+use fsk_core::expr::{quote_ident, sql_literal};
 use fsk_core::plan::scan::ScanPlan;
 
-use crate::{ENGINE, engine_error};
+use crate::{Database, ENGINE, engine_error};
 
 /// Characters DuckDB reads as a glob pattern in a `read_parquet` path.
 const GLOB_CHARACTERS: &[char] = &['*', '?', '[', ']', '{', '}'];
@@ -133,7 +134,7 @@ pub(crate) fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
 }
 
 /// The query reading `files` for `plan`.
-fn query(plan: &ScanPlan, files: &[LocalFile]) -> String {
+pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
     let columns: Vec<String> = plan
         .output_schema
         .fields()
@@ -285,16 +286,19 @@ pub(crate) fn read_error(
     engine_error(context, message)
 }
 
-/// Runs `sql` and sends each result chunk, cast to `schema`, into `tx`.
+/// Runs `sql` and sends its rows, cast to `schema`, into `tx` in batches of `batch_size` rows
+/// (DuckDB's result chunks hold 2048 rows; fewer, larger batches cost less downstream).
 fn run(
+    db: &Database,
     sql: &str,
     files: &[LocalFile],
     schema: &SchemaRef,
+    batch_size: usize,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
-    let conn = Connection::open_in_memory().map_err(|e| engine_error("opening DuckDB", e))?;
-    conn.execute_batch(&format!("SET threads = {}", crate::cores()))
-        .map_err(|e| engine_error("configuring DuckDB", e))?;
+    let coalesce_error = |e| Error::arrow("coalescing DuckDB's result chunks", e);
+    let mut coalescer = BatchCoalescer::new(Arc::clone(schema), batch_size.max(1));
+    let conn = db.connect()?;
     let mut statement = conn
         .prepare(sql)
         .map_err(|e| read_error(&conn, files, &format!("planning {sql}"), e))?;
@@ -308,12 +312,24 @@ fn run(
         let chunk = statement
             .step()
             .map_err(|e| read_error(&conn, files, "fetching a result chunk", e))?;
-        let Some(chunk) = chunk else {
-            return Ok(());
+        let done = match chunk {
+            Some(chunk) => {
+                let batch = cast_by_position(&RecordBatch::from(&chunk), schema)?;
+                coalescer.push_batch(batch).map_err(coalesce_error)?;
+                false
+            }
+            None => {
+                coalescer.finish_buffered_batch().map_err(coalesce_error)?;
+                true
+            }
         };
-        let batch = cast_by_position(&RecordBatch::from(&chunk), schema)?;
-        if batch.num_rows() > 0 && tx.blocking_send(Ok(batch)).is_err() {
-            // The reader went away: stop.
+        while let Some(batch) = coalescer.next_completed_batch() {
+            if batch.num_rows() > 0 && tx.blocking_send(Ok(batch)).is_err() {
+                // The reader went away: stop.
+                return Ok(());
+            }
+        }
+        if done {
             return Ok(());
         }
     }
@@ -321,18 +337,20 @@ fn run(
 
 /// Streams the plan's rows read by DuckDB, or `None` when DuckDB cannot open the files
 /// itself (see [`local_files`]).
-pub(crate) fn scan(plan: &ScanPlan) -> Option<BatchStream> {
+pub(crate) fn scan(db: &Arc<Database>, plan: &ScanPlan) -> Option<BatchStream> {
     let files = local_files(plan)?;
     if files.is_empty() {
         return Some(futures::stream::empty().boxed());
     }
-    let sql = query(plan, &files);
+    let sql = scan_sql(plan, &files);
     tracing::debug!(%sql, "DuckDB scan");
     let schema = Arc::clone(&plan.output_schema);
+    let batch_size = plan.batch_size;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+    let db = Arc::clone(db);
     tokio::task::spawn_blocking(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(&sql, &files, &schema, &tx)
+            run(&db, &sql, &files, &schema, batch_size, &tx)
         }));
         let error = match outcome {
             Ok(Ok(())) => return,

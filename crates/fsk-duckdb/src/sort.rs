@@ -22,7 +22,7 @@ use fsk_core::dataset::schema::cast_by_position;
 use fsk_core::engine::Batches;
 use fsk_core::engine::Sorted;
 use fsk_core::error::{Error, Result};
-use fsk_core::filter::quote_ident;
+use fsk_core::expr::quote_ident;
 use fsk_core::plan::sort::{MemoryBudget, SortKey, validate_keys};
 
 use crate::{ENGINE, engine_error};

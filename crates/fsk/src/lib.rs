@@ -51,15 +51,17 @@ pub use fsk_core::engine::{
     BatchStream, Batches, Capabilities, DatasetBackend, KeyMatch, KeyMatcher, KeyMatches, Scan,
     Scanner, Sorted,
 };
-pub use fsk_core::error::{Error, Result};
+pub use fsk_core::error::{Error, Result, SqlErrorKind};
 pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
 };
+pub use fsk_core::ops::sql::SqlSession;
 pub use fsk_core::ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
 pub use fsk_core::plan::scan::ReadOptions;
 pub use fsk_core::plan::sort::{MemoryBudget, SortKey};
+pub use fsk_core::plan::sql::{SqlParam, SqlQuery, SqlTable};
 pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
 pub use fsk_core::{arrow, object_store, parquet};
 
@@ -148,6 +150,40 @@ impl FromStr for Engine {
             )),
         }
     }
+}
+
+/// A SQL session on the first compiled-in engine with SQL (DuckDB, else DataFusion):
+/// register datasets by name, then query them together.
+///
+/// ```no_run
+/// # async fn example() -> fsk::Result<()> {
+/// let mut session = fsk::sql()?;
+/// session.register("sales", fsk::Location::parse("/data/sales")?)?;
+/// let rows = session
+///     .query(
+///         "SELECT day, sum(amount) AS total FROM sales WHERE amount > ? GROUP BY day",
+///         &[fsk::SqlParam::Int(10)],
+///     )
+///     .await?
+///     .collect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// With the `arrow` engine only, this is a typed [`Error::InvalidArgument`]; use
+/// [`SqlSession::new`] to pick the engine.
+pub fn sql() -> Result<SqlSession<'static>> {
+    let backend = [Engine::DuckDb, Engine::DataFusion]
+        .into_iter()
+        .find_map(|engine| engine.backend().ok())
+        .ok_or_else(|| {
+            Error::invalid_argument(
+                "engine",
+                "(none)",
+                "no engine with SQL is compiled in: enable the duckdb or datafusion feature",
+            )
+        })?;
+    Ok(SqlSession::new(backend))
 }
 
 /// A dataset handle: a location and an engine.

@@ -16,6 +16,7 @@ use crate::write::{WriteMode, WriteOptions, WrittenFile};
 
 pub mod compact;
 pub mod merge;
+pub mod sql;
 pub mod stats;
 pub mod write;
 
