@@ -188,7 +188,7 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,SQL")
     parser.add_argument("--no-delta", action="store_true")
     parser.add_argument("--engines", default="arrow",
                         help="comma-separated engines to run the merges (B2-B5) on")
@@ -310,6 +310,35 @@ def main():
             entry["delta_rs_merge"] = delta_fig
             entry["ratio_vs_delta_rs"] = round(fsk_fig["wall_s"] / delta_fig["wall_s"], 3)
         record(name, entry)
+
+    if "SQL" in only:
+        # Three analytic queries on the clustered dataset: `fsk sql` on each SQL engine asked
+        # for, against DuckDB's own read_parquet over the same folder's glob.
+        _, pristine = dataset("clustered")
+        queries = {
+            "Q1_full_aggregate": "SELECT tenant, count(*) AS n, sum(amount) AS total "
+                                 "FROM t GROUP BY tenant ORDER BY tenant",
+            "Q2_partition_pruned": "SELECT day, avg(amount) AS a FROM t "
+                                   "WHERE day >= DATE '2025-01-28' GROUP BY day ORDER BY day",
+            "Q3_statistics_pruned": f"SELECT x % 10 AS k, count(*) AS n FROM t WHERE id BETWEEN "
+                                    f"{rows // 2} AND {rows // 2 + rows // 1000} GROUP BY k ORDER BY k",
+        }
+        for qname, sql in queries.items():
+            glob = sql.replace(
+                "FROM t", f"FROM read_parquet('{pristine}/**/*.parquet', hive_partitioning = true)")
+            ddb_fig, _ = run_measured(py(
+                "import duckdb\ncon = duckdb.connect()\n"
+                f"con.execute({glob!r}).fetchall()\n"))
+            entry = {"duckdb_read_parquet": ddb_fig, "engines": {}}
+            for engine in args.engines.split(","):
+                if engine == "arrow":
+                    continue
+                fig, _ = run_measured([fsk, "--engine", engine, "sql", pristine, sql,
+                                       "--format", "csv", "--output", os.devnull])
+                fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb_fig["wall_s"], 3)
+                entry["engines"][engine] = fig
+            entry["fsk"] = next(iter(entry["engines"].values()), {"wall_s": 0, "peak_rss_mb": 0})
+            record(qname, entry)
 
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
