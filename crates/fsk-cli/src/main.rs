@@ -87,10 +87,28 @@ enum Command {
     Compact(CompactArgs),
     /// Roll unfinished transactions forward or back (after a crash).
     Recover(RecoverArgs),
+    /// Remove duplicate rows within each partition: by key (the highest --order-by stays) or
+    /// exact duplicates; only files holding a duplicate are rewritten.
+    Dedup(DedupArgs),
     /// Run a SQL query over datasets (DuckDB or DataFusion), with fsk's pruning.
     Sql(SqlArgs),
     /// List the engines built in, what each supports and what executes each primitive.
     Engines,
+}
+
+#[derive(Args, Debug)]
+struct DedupArgs {
+    /// The dataset (path or URL).
+    dataset: String,
+    /// Key columns; without, rows equal in every column are duplicates.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    key: Vec<String>,
+    /// Of the rows sharing a key, the one with the highest values of these stays (ties, or
+    /// none given: the first in file order, files in path order).
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    order_by: Vec<String>,
+    #[command(flatten)]
+    maintenance: MaintenanceFlags,
 }
 
 #[derive(Args, Debug)]
@@ -118,12 +136,32 @@ struct SqlArgs {
 struct CompactArgs {
     /// The dataset (path or URL).
     dataset: String,
-    /// Target size of the new files: bytes, or with a unit (64MB, 128MiB, 1G).
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
-    target_file_size: u64,
+    /// Target size of the new files: bytes, or with a unit (64MB, 128MiB, 1G) (default
+    /// 128MiB, unless only --target-rows is given).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    target_file_size: Option<u64>,
+    /// Most rows of any file in scope afterwards: larger files are split (even a lone one),
+    /// files under three quarters of it are packed.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    target_rows: Option<i64>,
+    /// A folder with fewer candidate files than this is left alone.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2,
+        allow_negative_numbers = true
+    )]
+    min_input_files: i64,
     /// Files smaller than this are compacted (default: three quarters of the target).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     min_file_size: Option<u64>,
+    #[command(flatten)]
+    maintenance: MaintenanceFlags,
+}
+
+/// The flags every maintenance command (compact, dedup) takes.
+#[derive(Args, Debug)]
+struct MaintenanceFlags {
     /// Only partitions matching col=value[/col=value...].
     #[arg(long, value_name = "P")]
     partition_filter: Option<String>,
@@ -136,6 +174,15 @@ struct CompactArgs {
     /// Wait up to this many seconds for another writer's lock.
     #[arg(long, value_name = "SECONDS")]
     wait: Option<f64>,
+}
+
+impl MaintenanceFlags {
+    fn codec(&self) -> Result<Option<Codec>> {
+        self.compression
+            .as_deref()
+            .map(str::parse::<Codec>)
+            .transpose()
+    }
 }
 
 /// Parses `4096`, `64KB`, `64KiB`, `128M`, `1.5GB` (decimal and binary units both mean
@@ -757,24 +804,39 @@ async fn run_compact(
     storage: &StorageOptions,
 ) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
+    let target_rows = match args.target_rows {
+        Some(rows) if rows <= 0 => {
+            return Err(Error::invalid_argument(
+                "target-rows",
+                rows,
+                "must be at least 1",
+            ));
+        }
+        rows => rows.map(|r| r as u64),
+    };
+    if args.min_input_files <= 0 {
+        return Err(Error::invalid_argument(
+            "min-input-files",
+            args.min_input_files,
+            "must be at least 1",
+        ));
+    }
     let options = CompactOptions {
         target_file_size: args.target_file_size,
+        target_rows,
+        min_input_files: args.min_input_files as usize,
         min_file_size: args.min_file_size,
-        partition_filter: args.partition_filter.clone(),
-        compression: args
-            .compression
-            .as_deref()
-            .map(str::parse::<Codec>)
-            .transpose()?,
+        partition_filter: args.maintenance.partition_filter.clone(),
+        compression: args.maintenance.codec()?,
         row_group_size: None,
-        dry_run: args.dry_run,
-        wait: wait_duration(args.wait)?,
+        dry_run: args.maintenance.dry_run,
+        wait: wait_duration(args.maintenance.wait)?,
     };
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
     );
-    bar.set_message(if args.dry_run {
+    bar.set_message(if args.maintenance.dry_run {
         "planning"
     } else {
         "compacting"
@@ -866,8 +928,53 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Compact(args) => run_compact(args, &cli.global, backend, &storage).await,
         Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
         Command::Sql(args) => run_sql(args, &cli.global, backend, &storage).await,
+        Command::Dedup(args) => run_dedup(args, &cli.global, backend, &storage).await,
         Command::Engines => run_engines(&cli.global),
     }
+}
+
+async fn run_dedup(
+    args: DedupArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let options = fsk::DedupOptions {
+        key: args.key.clone(),
+        order_by: args.order_by.clone(),
+        partition_filter: args.maintenance.partition_filter.clone(),
+        compression: args.maintenance.codec()?,
+        dry_run: args.maintenance.dry_run,
+        wait: wait_duration(args.maintenance.wait)?,
+    };
+    let report = backend.dedup(&location, &options).await?;
+    note_cleanup(&location, report.cleanup_pending.as_ref());
+    if global.json {
+        return print_json(&report);
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let by = if report.key.is_empty() {
+        "exact rows".to_string()
+    } else {
+        format!("key {}", report.key.join(","))
+    };
+    println!(
+        "{verb} {} duplicate row(s) by {by} from {location} (engine {}: {}): {} -> {} rows, {} -> {} file(s), {} rewritten",
+        report.removed_rows,
+        report.engine,
+        describe_execution(&report.execution),
+        report.before_row_count,
+        report.after_row_count,
+        report.before_file_count,
+        report.after_file_count,
+        report.rewritten_files.len()
+    );
+    Ok(())
 }
 
 /// The engine `fsk sql` uses when none is named: the first compiled-in engine with SQL.

@@ -1225,3 +1225,55 @@ fn sql_on_both_sql_engines_with_tables_params_and_formats() {
     let err = fails(&["--engine", "arrow", "sql", &ds, "SELECT 1"]);
     assert!(err.contains("not supported by the arrow engine"), "{err}");
 }
+
+#[test]
+fn dedup_and_compact_by_rows_on_every_engine() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().expect("dir");
+        let csv = sample_csv(dir.path());
+        let ds = dir.path().join("ds").display().to_string();
+        // The same four rows twice: every row has a duplicate.
+        ok(&["--engine", engine, "write", &csv, &ds]);
+        ok(&["--engine", engine, "write", &csv, &ds]);
+        let report: Value = serde_json::from_str(&ok(&[
+            "--engine",
+            engine,
+            "dedup",
+            &ds,
+            "--key",
+            "id",
+            "--dry-run",
+            "--json",
+        ]))
+        .expect("json");
+        assert_eq!(report["removed_rows"], 4, "{engine}: {report}");
+        assert_eq!(report["dry_run"], true);
+        let report: Value = serde_json::from_str(&ok(&[
+            "--engine", engine, "dedup", &ds, "--key", "id", "--json",
+        ]))
+        .expect("json");
+        assert_eq!(report["after_row_count"], 4, "{engine}: {report}");
+        assert_eq!(report["engine"], engine);
+        assert_eq!(dataset_rows(&ds).len(), 4);
+        let err = fails(&["--engine", engine, "dedup", &ds, "--key", "nope"]);
+        assert!(err.contains("nope"), "{err}");
+
+        // Rows 1..=4 in one file: --target-rows 1 splits it into four files.
+        let report: Value = serde_json::from_str(&ok(&[
+            "--engine",
+            engine,
+            "compact",
+            &ds,
+            "--target-rows",
+            "1",
+            "--json",
+        ]))
+        .expect("json");
+        assert_eq!(report["after_file_count"], 4, "{engine}: {report}");
+        assert_eq!(parquet_count(&ds), 4);
+        let out = fsk(&["--engine", engine, "compact", &ds, "--target-rows", "0"]);
+        assert_eq!(out.status.code(), Some(2), "{engine}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("target-rows"));
+        assert_eq!(dataset_rows(&ds).len(), 4);
+    }
+}

@@ -497,3 +497,124 @@ pub async fn reports_name_what_executed(backend: &dyn DatasetBackend, fx: &Fixtu
     assert_eq!(merged.execution.write.as_deref(), Some("arrow-rs"));
     assert_eq!(merged.total, 30);
 }
+
+/// `target_rows` bounds every file in scope: a larger file is split (even alone), small ones
+/// are packed; a folder with fewer than `min_input_files` candidates is left; a lone file in
+/// another codec than the requested one is rewritten; the report carries the seed's keys.
+pub async fn compact_by_rows_splits_packs_and_reports(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let loc = fx.location("rows");
+    for i in 0..4 {
+        append(backend, &loc, sample(i * 10, 10)).await;
+    }
+    append(backend, &loc, sample(1000, 250)).await;
+    let before = sorted_rows(backend, &loc).await;
+    let options = CompactOptions::new().with_target_rows(100);
+    let dry = compact(backend, &loc, options.clone().with_dry_run(true)).await;
+    assert!(dry.dry_run);
+    assert_eq!(dry.before_file_count, 5);
+    assert_eq!(dry.compacted_file_count, 5);
+    // The four small files pack into one (40 rows), the 250-row file splits into three.
+    assert_eq!(dry.after_file_count, 4, "{dry:?}");
+    assert_eq!(dry.after_total_bytes, None);
+    assert_eq!(dry.planned_groups.len(), 2);
+    let mut sizes: Vec<usize> = dry.planned_groups.iter().map(|g| g.files.len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 4]);
+    assert_eq!(dry.target_file_size, None, "rows only");
+    assert_eq!(data_files(&loc).await.len(), 5, "a dry run writes nothing");
+
+    let report = compact(backend, &loc, options).await;
+    assert!(report.committed);
+    assert_eq!(report.after_file_count, 4);
+    assert_eq!(report.rewritten_bytes, dry.rewritten_bytes);
+    assert_eq!(report.before_total_bytes, dry.before_total_bytes);
+    assert_eq!(
+        report.after_total_bytes,
+        Some(report.before_total_bytes - report.rewritten_bytes + report.bytes_written)
+    );
+    assert_eq!(
+        report.compression_codec,
+        report.compression_codec.to_lowercase()
+    );
+    let files = data_files(&loc).await;
+    assert_eq!(files.len(), 4);
+    let mut counts = Vec::new();
+    for file in &files {
+        counts.push(crate::data::footer(&loc, file).await.num_rows);
+    }
+    counts.sort_unstable();
+    assert!(counts.iter().all(|&n| n <= 100), "{counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), 290);
+    assert_eq!(
+        sorted_rows(backend, &loc).await,
+        before,
+        "rows never change"
+    );
+    // The split's 50-row tail and the packed 40 rows are both candidates: one more pass packs
+    // them (90 rows); after it nothing is left to do.
+    let again = compact(backend, &loc, CompactOptions::new().with_target_rows(100)).await;
+    assert_eq!(again.compacted_file_count, 2, "{again:?}");
+    let last = compact(backend, &loc, CompactOptions::new().with_target_rows(100)).await;
+    assert_eq!(last.compacted_file_count, 0, "{last:?}");
+    assert_eq!(sorted_rows(backend, &loc).await, before);
+
+    // min_input_files: three small files are fewer than five candidates.
+    let few = fx.location("few");
+    for i in 0..3 {
+        append(backend, &few, sample(i * 10, 10)).await;
+    }
+    let report = compact(backend, &few, CompactOptions::new().with_min_input_files(5)).await;
+    assert_eq!(report.compacted_file_count, 0);
+    assert_eq!(data_files(&few).await.len(), 3);
+
+    // A lone file in another codec is rewritten in the requested one.
+    let lone = fx.location("lone");
+    backend
+        .write(
+            &lone,
+            batches(vec![sample(0, 50)]),
+            &WriteOptions::default().with_compression("snappy".parse().expect("codec")),
+        )
+        .await
+        .expect("write");
+    let zstd: fsk_core::write::Codec = "zstd:3".parse().expect("codec");
+    let report = compact(backend, &lone, CompactOptions::new().with_compression(zstd)).await;
+    assert_eq!(report.compacted_file_count, 1);
+    assert_eq!(report.compression_codec, "zstd:3");
+    let file = &data_files(&lone).await[0];
+    let meta = crate::data::footer(&lone, file).await;
+    assert!(
+        meta.codecs.iter().all(|c| c.starts_with("zstd")),
+        "{:?}",
+        meta.codecs
+    );
+    // Already in zstd: nothing to do.
+    let report = compact(backend, &lone, CompactOptions::new().with_compression(zstd)).await;
+    assert_eq!(report.compacted_file_count, 0);
+
+    // Errors: a zero target, a filter that matches no partition.
+    let err = backend
+        .compact(&loc, &CompactOptions::new().with_target_rows(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_argument");
+    assert!(err.to_string().contains("target_rows"), "{err}");
+    let parted = fx.location("parted");
+    backend
+        .write(
+            &parted,
+            batches(vec![sample(0, 9)]),
+            &WriteOptions::default().with_partition_by(["day"]),
+        )
+        .await
+        .expect("write");
+    let err = backend
+        .compact(
+            &parted,
+            &CompactOptions::new().with_partition_filter("day=1999-01-01"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "no_data_files", "{err}");
+    assert!(err.to_string().contains("day=1999-01-01"), "{err}");
+}

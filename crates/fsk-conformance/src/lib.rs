@@ -13,6 +13,7 @@
 pub mod commit_checks;
 pub mod compact_checks;
 pub mod data;
+pub mod dedup_checks;
 pub mod hostile_checks;
 pub mod key_match_checks;
 pub mod merge_checks;
@@ -192,6 +193,8 @@ macro_rules! __with_checks {
         compact_checks::compact_errors_are_typed,
         compact_checks::compact_leaves_files_without_rows,
         compact_checks::reports_name_what_executed,
+        compact_checks::compact_by_rows_splits_packs_and_reports,
+        dedup_checks::dedup_by_key_and_exact_rows,
         sort_checks::sort_under_a_small_budget_spills_and_orders,
         key_match_checks::key_match_on_a_source_larger_than_the_budget,
         merge_checks::upsert_updates_and_inserts,

@@ -160,6 +160,16 @@ pub async fn sql_binds_typed_parameters(backend: &dyn DatasetBackend, fx: &Fixtu
     .await
     .expect("query");
     assert_eq!(got, vec!["n=2".to_string()], "names 4 and 9 are null");
+    // As many parameters as placeholders, on every engine alike.
+    for params in [vec![], vec![SqlParam::Int(1), SqlParam::Int(2)]] {
+        let err = query(&s, "SELECT id FROM t WHERE id = ?", &params)
+            .await
+            .expect_err("a parameter count that does not match");
+        assert_eq!(err.kind(), "invalid_argument", "{err}");
+    }
+    // Multi-byte text is a string parameter.
+    let p: SqlParam = "東京".parse().expect("param");
+    assert_eq!(p, SqlParam::Str("東京".into()));
 }
 
 /// A join between two registered datasets.
@@ -279,6 +289,14 @@ pub async fn sql_errors_are_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
     // Only queries: no statement may change anything.
     let r = query(&s, "CREATE TABLE x AS SELECT 1", &[]).await;
     assert!(r.is_err(), "DDL must be refused: {r:?}");
+    // A second statement hidden where the parsers disagree (DuckDB nests block comments) is
+    // refused, and nothing runs.
+    let smuggled = "SELECT 1 /* /* */ '*/; CREATE TABLE y AS SELECT 1; SELECT 2 --'";
+    // An engine whose parser reads one statement here runs just that one query.
+    match query(&s, smuggled, &[]).await {
+        Err(e) => assert_eq!(e.kind(), "sql_syntax", "{e}"),
+        Ok(rows) => assert_eq!(rows.len(), 1, "{rows:?}"),
+    }
     let err = s
         .register("bad-name", loc.clone())
         .map(|_| ())

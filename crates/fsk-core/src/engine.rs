@@ -55,7 +55,7 @@ impl Capabilities {
         merge: true,
         compact: true,
         optimize: false,
-        dedup: false,
+        dedup: true,
         sql: false,
         scan: "",
         key_match: "arrow-rs (fsk-core's hash index over the row format)",

@@ -46,6 +46,7 @@ pub use dataset::storage::{
 pub use engine::{Capabilities, DatasetBackend, Scan, Scanner, Sorted};
 pub use error::{Error, Result};
 pub use ops::compact::{CompactOptions, CompactReport};
+pub use ops::dedup::{DedupOptions, DedupReport};
 pub use ops::merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
 pub use ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
 pub use plan::scan::ReadOptions;

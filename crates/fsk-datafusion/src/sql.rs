@@ -100,7 +100,7 @@ async fn name_the_file(err: Error, tables: &[fsk_core::plan::sql::SqlTable]) -> 
     if !matches!(
         err,
         Error::Sql {
-            kind: SqlErrorKind::Io | SqlErrorKind::Execution,
+            kind: SqlErrorKind::Io,
             ..
         }
     ) {
@@ -220,7 +220,31 @@ fn classify(err: DataFusionError) -> Error {
         }
         DataFusionError::Shared(shared) => match Arc::try_unwrap(shared) {
             Ok(inner) => classify(inner),
-            Err(shared) => sql(SqlErrorKind::Execution, None, shared.to_string()),
+            // Shared by several partitions (a repartition, a join's build side): classified
+            // by its root cause, which cannot be moved out.
+            Err(shared) => {
+                let root = shared.find_root();
+                let kind = match root {
+                    DataFusionError::ResourcesExhausted(_) => SqlErrorKind::OutOfMemory,
+                    DataFusionError::ParquetError(_)
+                    | DataFusionError::ObjectStore(_)
+                    | DataFusionError::IoError(_) => SqlErrorKind::Io,
+                    DataFusionError::External(e)
+                        if e.downcast_ref::<Error>().is_some_and(|f| {
+                            matches!(
+                                f,
+                                Error::CorruptFile { .. }
+                                    | Error::Storage { .. }
+                                    | Error::Parquet { .. }
+                            )
+                        }) =>
+                    {
+                        SqlErrorKind::Io
+                    }
+                    _ => SqlErrorKind::Execution,
+                };
+                sql(kind, None, root.to_string())
+            }
         },
         DataFusionError::External(inner) => match inner.downcast::<Error>() {
             Ok(fsk) => *fsk,
@@ -265,7 +289,14 @@ fn classify(err: DataFusionError) -> Error {
             }
         }
         DataFusionError::NotImplemented(message) => sql(SqlErrorKind::Syntax, None, message),
-        DataFusionError::ArrowError(e, _) => sql(SqlErrorKind::Execution, None, e.to_string()),
+        DataFusionError::ArrowError(e, _) => {
+            let kind = match e.as_ref() {
+                arrow::error::ArrowError::ParquetError(_)
+                | arrow::error::ArrowError::IoError(..) => SqlErrorKind::Io,
+                _ => SqlErrorKind::Execution,
+            };
+            sql(kind, None, e.to_string())
+        }
         other => sql(SqlErrorKind::Execution, None, other.to_string()),
     }
 }

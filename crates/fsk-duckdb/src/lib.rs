@@ -13,6 +13,7 @@ mod key_match;
 mod scan;
 mod sort;
 mod sql;
+mod statements;
 
 use std::sync::{Arc, Mutex};
 
@@ -47,7 +48,10 @@ pub(crate) fn append_stream(
 ) -> Result<()> {
     let empty = arrow::array::RecordBatch::new_empty(Arc::clone(schema));
     conn.execute(
-        &format!("CREATE TABLE {table} AS SELECT * FROM arrow(?, ?) LIMIT 0"),
+        &format!(
+            "CREATE TABLE {} AS SELECT * FROM arrow(?, ?) LIMIT 0",
+            fsk_core::expr::quote_ident(table)
+        ),
         duckdb::vtab::arrow_recordbatch_to_query_params(empty),
     )
     .map_err(|e| engine_error(&format!("creating table {table}"), e))?;

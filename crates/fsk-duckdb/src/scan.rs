@@ -222,7 +222,7 @@ pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
 }
 
 /// Whether a DuckDB error is about the bytes of a file (not memory, not the query).
-fn is_data_error(message: &str) -> bool {
+pub(crate) fn is_data_error(message: &str) -> bool {
     !message.contains("Out of Memory")
         && [
             "Invalid Error",

@@ -72,6 +72,8 @@ fn run(
     schema_tx: &mut Option<tokio::sync::oneshot::Sender<Result<SchemaRef>>>,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
+    // Refused before anything is registered or run.
+    only_a_query(&query.sql)?;
     let conn = Connection::open_in_memory().map_err(|e| setup_error("opening DuckDB", e))?;
     conn.execute_batch(&crate::sort::budget_settings(&query.memory))
         .map_err(|e| setup_error("configuring DuckDB", e))?;
@@ -98,7 +100,6 @@ fn run(
                     })
                     .map_err(|e| setup_error("registering the arrow table function", e))?;
                 let mut stream = fsk_arrow::scan::rows(&table.scan);
-                // Table names are SQL identifiers (checked by the session): no quoting needed.
                 crate::append_stream(
                     &conn,
                     &table.name,
@@ -109,7 +110,6 @@ fn run(
             }
         }
     }
-    only_a_query(&query.sql)?;
     let fail = |e: duckdb::Error| classify(&conn, &all_files, e);
     let mut statement = conn.prepare(&query.sql).map_err(fail)?;
     let params: Vec<Value> = query.params.iter().map(param_value).collect();
@@ -156,6 +156,17 @@ fn only_a_query(sql: &str) -> Result<()> {
         at: None,
         message,
     };
+    // DuckDB's own parser first: `prepare` would run all statements but the last.
+    match crate::statements::statement_count(sql) {
+        Ok(1) => {}
+        Ok(n) => {
+            return Err(refuse(format!(
+                "exactly one query can run, DuckDB finds {n} statements"
+            )));
+        }
+        // A text DuckDB cannot parse: `prepare` reports DuckDB's own syntax error.
+        Err(_) => return Ok(()),
+    }
     let statements =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::DuckDbDialect {}, sql)
             .map_err(|e| refuse(format!("{e} (fsk runs a query only once it parses as one)")))?;
@@ -237,6 +248,10 @@ fn classify(conn: &Connection, files: &[LocalFile], err: duckdb::Error) -> Error
     }
     if message.contains("Out of Memory") {
         return sql(SqlErrorKind::OutOfMemory, None);
+    }
+    // Only a read error is worth finding the file for (by reading the files one by one).
+    if !crate::scan::is_data_error(&message) {
+        return sql(SqlErrorKind::Execution, None);
     }
     match read_error(conn, files, "running the query", err) {
         named @ Error::CorruptFile { .. } => named,

@@ -53,6 +53,7 @@ pub use fsk_core::engine::{
 };
 pub use fsk_core::error::{Error, Result, SqlErrorKind};
 pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
+pub use fsk_core::ops::dedup::{DedupOptions, DedupReport};
 pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
@@ -424,7 +425,7 @@ pub struct CompactBuilder {
 impl CompactBuilder {
     /// Target size of the files written, in bytes.
     pub fn target_file_size(mut self, bytes: u64) -> Self {
-        self.options.target_file_size = bytes;
+        self.options.target_file_size = Some(bytes);
         self
     }
     /// Files smaller than this are candidates (default: three quarters of the target).

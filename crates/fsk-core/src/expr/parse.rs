@@ -2,7 +2,9 @@
 //! dialect) and converted to a [`Predicate`]. Errors name the token or expression at fault and
 //! its position (1-based, in characters; `line L, column C` for text of several lines).
 
-use sqlparser::ast::{BinaryOperator, Expr, Spanned, UnaryOperator, Value};
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArguments, ObjectNamePart, Spanned, UnaryOperator, Value,
+};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
@@ -228,6 +230,17 @@ impl Converter<'_> {
                  name that holds a dot)",
                 self.at(expr)
             ))),
+            // `user`, `current_date`, ...: SQL reads these words as functions called without
+            // parentheses; in a filter, which has no functions, they are column names.
+            Expr::Function(function)
+                if matches!(function.args, FunctionArguments::None)
+                    && function.name.0.len() == 1 =>
+            {
+                match &function.name.0[0] {
+                    ObjectNamePart::Identifier(ident) => Ok(Operand::Column(ident.value.clone())),
+                    _ => Err(self.unsupported(expr)),
+                }
+            }
             Expr::Value(value) => self
                 .literal(&value.value, expr, false)
                 .map(Operand::Literal),
@@ -401,6 +414,12 @@ fn parser_message(text: &str, error: ParserError) -> String {
     } else {
         message
     };
+    // A column named like a SQL keyword (`interval`, `exists`) does not parse bare.
+    let hint = if message.starts_with("Expected: an expression") {
+        " (double-quote a column whose name is a SQL keyword: \"interval\")"
+    } else {
+        ""
+    };
     let message = message
         .replace("Expected: ", "expected ")
         .replace(", found: EOF", ", found the end of the filter")
@@ -412,8 +431,8 @@ fn parser_message(text: &str, error: ParserError) -> String {
         _ => message,
     };
     match at {
-        Some(at) if !message.ends_with("end of the filter") => format!("{message} at {at}"),
-        _ => message,
+        Some(at) if !message.ends_with("end of the filter") => format!("{message} at {at}{hint}"),
+        _ => format!("{message}{hint}"),
     }
 }
 

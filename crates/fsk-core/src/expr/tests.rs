@@ -370,6 +370,23 @@ fn parses_sql_forms_beyond_the_original_grammar() {
         "a quoted keyword is a column"
     );
     assert_eq!(
+        parse("user = 'bob' AND current_date >= '2025-01-01'"),
+        and(
+            cmp("user", CmpOp::Eq, Literal::Str("bob".into())),
+            cmp(
+                "current_date",
+                CmpOp::GtEq,
+                Literal::Str("2025-01-01".into())
+            )
+        ),
+        "words SQL calls as functions without parentheses are columns in a filter"
+    );
+    assert!(parse_error("interval > 5").contains("double-quote"));
+    assert_eq!(
+        parse("\"interval\" > 5"),
+        cmp("interval", CmpOp::Gt, Literal::Int(5))
+    );
+    assert_eq!(
         parse("Name = 'a'"),
         cmp("Name", CmpOp::Eq, Literal::Str("a".into())),
         "identifiers keep their case"

@@ -1,11 +1,15 @@
-//! Compaction: rewrite small files into files near a target size, folder by folder.
+//! Compaction: rewrite small files into files near a target size or row count, folder by
+//! folder.
 //!
 //! The plan is plain data ([`plan_compaction`]): in each folder (a hive partition, or the
-//! root), the files smaller than `min_file_size` are packed greedily, in name order, into
-//! groups of at most `target_file_size` bytes; a group of two or more files is rewritten as
-//! one file (a group whose bytes grow on rewrite may roll into a second). Files at or above
-//! `min_file_size`, and a lone small file in its folder, are never touched: they keep their
-//! name and bytes. Rows keep their order within a group (file after file), and the row
+//! root), the candidates (files smaller than `min_file_size`, or with fewer rows than three
+//! quarters of `target_rows`) are packed greedily, in name order, into groups of at most
+//! `target_file_size` bytes and `target_rows` rows; a group of two or more files is rewritten
+//! (a group whose bytes grow on rewrite may roll into a second file). A folder with fewer
+//! than `min_input_files` candidates is left alone. Two kinds of file are rewritten even
+//! alone: a file above `target_rows` (split: `target_rows` is a hard upper bound on every file
+//! in scope afterwards) and a file whose codec differs from a requested `compression`. Every
+//! other file keeps its name and bytes. Rows keep their order within a group (file after file), and the row
 //! multiset of the dataset never changes; the executor checks the counts before it commits.
 //!
 //! Execution streams each input file batch by batch into the group's writer, so memory is
@@ -40,10 +44,15 @@ pub const GROUPS_IN_PARALLEL: usize = 2;
 /// Options of a compaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactOptions {
-    /// Target size of the files written, in bytes (default 128 MiB).
-    pub target_file_size: u64,
-    /// Files smaller than this are candidates (default: three quarters of the target).
+    /// Target size of the files written, in bytes. `None`: 128 MiB, unless `target_rows` is
+    /// set (then only rows count).
+    pub target_file_size: Option<u64>,
+    /// Most rows in any file in scope afterwards: larger files are split, smaller ones packed.
+    pub target_rows: Option<u64>,
+    /// Files smaller than this are candidates (default: three quarters of the target size).
     pub min_file_size: Option<u64>,
+    /// A folder with fewer candidates than this is left alone (default 2).
+    pub min_input_files: usize,
     /// Only folders under matching partitions: `col=value[/col=value...]`.
     pub partition_filter: Option<String>,
     /// Codec of the new files (default: the writer's default codec).
@@ -59,8 +68,10 @@ pub struct CompactOptions {
 impl Default for CompactOptions {
     fn default() -> Self {
         CompactOptions {
-            target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            target_file_size: None,
+            target_rows: None,
             min_file_size: None,
+            min_input_files: 2,
             partition_filter: None,
             compression: None,
             row_group_size: None,
@@ -78,7 +89,19 @@ impl CompactOptions {
 
     /// Sets the target file size in bytes.
     pub fn with_target_file_size(mut self, bytes: u64) -> Self {
-        self.target_file_size = bytes;
+        self.target_file_size = Some(bytes);
+        self
+    }
+
+    /// Sets the most rows of any file in scope afterwards.
+    pub fn with_target_rows(mut self, rows: u64) -> Self {
+        self.target_rows = Some(rows);
+        self
+    }
+
+    /// Sets the fewest candidates a folder needs to be compacted.
+    pub fn with_min_input_files(mut self, files: usize) -> Self {
+        self.min_input_files = files;
         self
     }
 
@@ -118,33 +141,59 @@ impl CompactOptions {
         self
     }
 
-    /// The effective candidate threshold.
-    pub fn min_file_size(&self) -> u64 {
-        self.min_file_size
-            .unwrap_or(self.target_file_size / 4 * 3)
-            .max(1)
+    /// The target size in effect: the one given, else 128 MiB unless only rows are targeted.
+    pub fn target_bytes(&self) -> Option<u64> {
+        match (self.target_file_size, self.target_rows) {
+            (Some(bytes), _) => Some(bytes),
+            (None, None) => Some(DEFAULT_TARGET_FILE_SIZE),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The size under which a file is a candidate (with a size target).
+    pub fn min_file_size(&self) -> Option<u64> {
+        let target = self.target_bytes()?;
+        Some(self.min_file_size.unwrap_or(target / 4 * 3).max(1))
+    }
+
+    /// The row count under which a file is a candidate (with a row target): three quarters
+    /// of the target.
+    pub fn min_rows(&self) -> Option<u64> {
+        self.target_rows.map(|rows| (rows / 4 * 3).max(1))
     }
 
     /// Checks the options; typed errors name the option.
     pub fn validate(&self) -> Result<()> {
-        if self.target_file_size == 0 {
+        if self.target_file_size == Some(0) {
             return Err(Error::invalid_argument(
                 "target_file_size",
                 0,
                 "must be at least 1 byte",
             ));
         }
-        if let Some(min) = self.min_file_size
-            && (min == 0 || min > self.target_file_size)
-        {
+        if self.target_rows == Some(0) {
             return Err(Error::invalid_argument(
-                "min_file_size",
-                min,
-                format!(
-                    "must be between 1 and target_file_size ({})",
-                    self.target_file_size
-                ),
+                "target_rows",
+                0,
+                "must be at least 1 row",
             ));
+        }
+        if self.min_input_files == 0 {
+            return Err(Error::invalid_argument(
+                "min_input_files",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if let Some(min) = self.min_file_size {
+            let target = self.target_bytes().unwrap_or(u64::MAX);
+            if min == 0 || min > target {
+                return Err(Error::invalid_argument(
+                    "min_file_size",
+                    min,
+                    format!("must be between 1 and target_file_size ({target})"),
+                ));
+            }
         }
         if self.row_group_size == Some(0) {
             return Err(Error::invalid_argument(
@@ -160,6 +209,19 @@ impl CompactOptions {
     }
 }
 
+/// What planning knows of one data file in scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionInput {
+    /// The file, relative to the root.
+    pub relative: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its rows (from the footer; needed with a row target).
+    pub rows: Option<u64>,
+    /// Whether its codec differs from the requested one (it is rewritten even alone).
+    pub recompress: bool,
+}
+
 /// One planned group: files of one folder rewritten together.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedGroup {
@@ -171,42 +233,87 @@ pub struct PlannedGroup {
     pub input_bytes: u64,
 }
 
-/// The compaction plan for `files` (sizes from the listing): plain data, no I/O.
-pub fn plan_compaction(files: &[DataFile], options: &CompactOptions) -> Vec<PlannedGroup> {
-    let min = options.min_file_size();
-    let target = options.target_file_size;
-    let mut folders: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
-    for file in files.iter().filter(|f| f.size < min) {
-        folders
-            .entry(folder_of(&file.relative))
-            .or_default()
-            .push(file);
+/// The compaction plan for `files`: plain data, no I/O.
+pub fn plan_compaction(files: &[CompactionInput], options: &CompactOptions) -> Vec<PlannedGroup> {
+    let target_bytes = options.target_bytes();
+    let target_rows = options.target_rows;
+    let oversize = |f: &CompactionInput| target_rows.is_some_and(|t| f.rows.is_some_and(|r| r > t));
+    let candidate = |f: &CompactionInput| {
+        options.min_file_size().is_some_and(|min| f.size < min)
+            || options
+                .min_rows()
+                .is_some_and(|min| f.rows.is_some_and(|r| r < min))
+    };
+    // Per folder: the files rewritten alone (split, or recompressed), and the candidates.
+    let mut folders: BTreeMap<String, (Vec<&CompactionInput>, Vec<&CompactionInput>)> =
+        BTreeMap::new();
+    for file in files {
+        let (alone, may) = folders.entry(folder_of(&file.relative)).or_default();
+        if oversize(file) {
+            alone.push(file);
+        } else if candidate(file) {
+            may.push(file);
+        } else if file.recompress {
+            alone.push(file);
+        }
     }
     let mut groups = Vec::new();
-    for (folder, mut candidates) in folders {
-        candidates.sort_by(|a, b| a.relative.cmp(&b.relative));
-        let mut current = PlannedGroup {
-            folder: folder.clone(),
-            inputs: Vec::new(),
-            input_bytes: 0,
-        };
-        for file in candidates {
-            if !current.inputs.is_empty() && current.input_bytes + file.size > target {
-                let next = PlannedGroup {
-                    folder: folder.clone(),
-                    inputs: Vec::new(),
-                    input_bytes: 0,
-                };
-                groups.push(std::mem::replace(&mut current, next));
-            }
-            current.inputs.push(file.relative.clone());
-            current.input_bytes += file.size;
+    for (folder, (mut alone, mut may)) in folders {
+        if may.len() < options.min_input_files {
+            // Too few to pack: only those that must change are rewritten.
+            alone.extend(may.iter().filter(|f| f.recompress));
+            may.clear();
         }
-        groups.push(current);
+        may.sort_by(|a, b| a.relative.cmp(&b.relative));
+        let mut packed: Vec<Vec<&CompactionInput>> = Vec::new();
+        let mut current: Vec<&CompactionInput> = Vec::new();
+        let (mut bytes, mut rows) = (0u64, 0u64);
+        for file in may {
+            let file_rows = file.rows.unwrap_or(0);
+            let fits = target_bytes.is_none_or(|t| bytes + file.size <= t)
+                && target_rows.is_none_or(|t| rows + file_rows <= t);
+            if !current.is_empty() && !fits {
+                packed.push(std::mem::take(&mut current));
+                (bytes, rows) = (0, 0);
+            }
+            current.push(file);
+            bytes += file.size;
+            rows += file_rows;
+        }
+        packed.push(current);
+        let lone_ok = options.min_input_files <= 1;
+        let mut folder_groups: Vec<Vec<&CompactionInput>> = packed
+            .into_iter()
+            // A lone file gains nothing from a rewrite, unless it must change.
+            .filter(|g| !g.is_empty() && (g.len() >= 2 || lone_ok || g[0].recompress))
+            .collect();
+        folder_groups.extend(alone.into_iter().map(|f| vec![f]));
+        folder_groups.sort_by(|a, b| a[0].relative.cmp(&b[0].relative));
+        for group in folder_groups {
+            groups.push(PlannedGroup {
+                folder: folder.clone(),
+                input_bytes: group.iter().map(|f| f.size).sum(),
+                inputs: group.iter().map(|f| f.relative.clone()).collect(),
+            });
+        }
     }
-    // A lone file gains nothing from a rewrite.
-    groups.retain(|g| g.inputs.len() >= 2);
     groups
+}
+
+/// Whether a file's codecs (as footers name them: `snappy`, `zstd(zstdlevel(3))`,
+/// `lz4_raw`) are other than `codec`'s. Levels are not in footers: only the codec counts.
+pub fn codec_differs(file_codecs: &std::collections::BTreeSet<String>, codec: &Codec) -> bool {
+    let wanted = codec.to_string();
+    let wanted = wanted.split(':').next().unwrap_or_default();
+    file_codecs.iter().any(|c| {
+        let family = c.split('(').next().unwrap_or_default();
+        let family = if family.starts_with("lz4") {
+            "lz4"
+        } else {
+            family
+        };
+        family != wanted
+    })
 }
 
 fn folder_of(relative: &str) -> String {
@@ -241,11 +348,29 @@ pub struct CompactReport {
     pub execution: crate::ops::Execution,
     /// Whether nothing was written.
     pub dry_run: bool,
-    /// The target file size used.
-    pub target_file_size: u64,
-    /// The candidate threshold used.
-    pub min_file_size: u64,
-    /// Data files before.
+    /// The target file size used (`None`: rows only).
+    pub target_file_size: Option<u64>,
+    /// The candidate size threshold used.
+    pub min_file_size: Option<u64>,
+    /// The row target used.
+    pub target_rows: Option<u64>,
+    /// Data files in scope before (every file, or those under the partition filter).
+    pub before_file_count: usize,
+    /// Data files in scope after (in a dry run: planned, at least one output per group).
+    pub after_file_count: usize,
+    /// Bytes of the files in scope before.
+    pub before_total_bytes: u64,
+    /// Bytes of the files in scope after (`None` in a dry run: not known before writing).
+    pub after_total_bytes: Option<u64>,
+    /// Input files rewritten.
+    pub compacted_file_count: usize,
+    /// Their bytes before.
+    pub rewritten_bytes: u64,
+    /// The codec of the new files, lowercase (`zstd:3`, `snappy`).
+    pub compression_codec: String,
+    /// The planned groups: the input files and their bytes.
+    pub planned_groups: Vec<PlannedGroupSummary>,
+    /// Data files before (the whole dataset).
     pub files_before: usize,
     /// Data files after (in a dry run: the planned count, one output per group).
     pub files_after: usize,
@@ -273,6 +398,15 @@ pub struct CompactReport {
     pub cleanup_pending: Option<String>,
     /// Wall time.
     pub elapsed_ms: u64,
+}
+
+/// One planned group in the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedGroupSummary {
+    /// The input files, relative to the root.
+    pub files: Vec<String>,
+    /// Their total size in bytes.
+    pub total_bytes: u64,
 }
 
 /// Compacts the dataset at `location` through the commit protocol. `engine` names the engine
@@ -330,6 +464,8 @@ pub async fn compact(
         report.added_files.extend(group.outputs.iter().cloned());
     }
     report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    report.after_total_bytes =
+        Some(report.before_total_bytes - report.rewritten_bytes + report.bytes_written);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
@@ -357,21 +493,54 @@ async fn plan_and_run(
         });
     }
     let in_scope = match &options.partition_filter {
-        Some(filter) => listing::filter_partitions(all.clone(), filter)?,
+        Some(filter) => {
+            let files = listing::filter_partitions(all.clone(), filter)?;
+            if files.is_empty() && !all.is_empty() {
+                return Err(Error::NoDataFiles {
+                    path: location.to_string(),
+                    criteria: format!("partition_filter={filter}"),
+                });
+            }
+            files
+        }
         None => all.clone(),
     };
-    let plan = plan_compaction(&in_scope, options);
+    // Rows and codecs come from footers: read for every file in scope when the plan needs
+    // them (a row target, a codec to enforce), else only for the planned inputs.
     let by_name: BTreeMap<&str, &DataFile> = all.iter().map(|f| (f.relative.as_str(), f)).collect();
-    let inputs: Vec<DataFile> = plan
+    let needs_footers = options.target_rows.is_some() || options.compression.is_some();
+    let mut metas: BTreeMap<String, FileMeta> = BTreeMap::new();
+    if needs_footers {
+        for meta in read_footers(location, in_scope.clone()).await? {
+            metas.insert(meta.file.relative.clone(), meta);
+        }
+    }
+    let plan_inputs: Vec<CompactionInput> = in_scope
         .iter()
-        .flat_map(|g| g.inputs.iter().map(|r| (*by_name[r.as_str()]).clone()))
+        .map(|f| {
+            let meta = metas.get(&f.relative);
+            CompactionInput {
+                relative: f.relative.clone(),
+                size: f.size,
+                rows: meta.map(|m| m.num_rows),
+                recompress: match (&options.compression, meta) {
+                    (Some(codec), Some(m)) => m.num_rows > 0 && codec_differs(&m.codecs, codec),
+                    _ => false,
+                },
+            }
+        })
         .collect();
-    // Footers of the inputs only: rows, schemas, and the reader metadata to stream them.
-    let metas = read_footers(location, inputs).await?;
-    let metas: BTreeMap<String, FileMeta> = metas
-        .into_iter()
-        .map(|m| (m.file.relative.clone(), m))
-        .collect();
+    let plan = plan_compaction(&plan_inputs, options);
+    if !needs_footers {
+        // Footers of the inputs only: rows, schemas, and the reader metadata to stream them.
+        let inputs: Vec<DataFile> = plan
+            .iter()
+            .flat_map(|g| g.inputs.iter().map(|r| (*by_name[r.as_str()]).clone()))
+            .collect();
+        for meta in read_footers(location, inputs).await? {
+            metas.insert(meta.file.relative.clone(), meta);
+        }
+    }
     // A group of files that hold no rows at all is left alone: rewriting it would write
     // nothing and remove the files that carry the schema.
     let plan: Vec<PlannedGroup> = plan
@@ -383,6 +552,8 @@ async fn plan_and_run(
         .filter(|(r, _)| plan.iter().any(|g| g.inputs.contains(r)))
         .collect();
     let preserved = all.len() - metas.len();
+    let in_scope_bytes: u64 = in_scope.iter().map(|f| f.size).sum();
+    let in_scope_count = in_scope.len();
     let mut groups: Vec<CompactedGroup> = plan
         .iter()
         .map(|g| CompactedGroup {
@@ -444,18 +615,46 @@ async fn plan_and_run(
     let removed_files: Vec<String> = groups.iter().flat_map(|g| g.inputs.clone()).collect();
     let added_files: Vec<WrittenFile> = groups.iter().flat_map(|g| g.outputs.clone()).collect();
     let planned_outputs = if options.dry_run {
-        groups.len()
+        groups
+            .iter()
+            .map(|g| match options.target_rows {
+                Some(t) => g.rows.div_ceil(t).max(1) as usize,
+                None => 1,
+            })
+            .sum()
     } else {
         added_files.len()
     };
+    let rewritten_bytes: u64 = groups.iter().map(|g| g.input_bytes).sum();
+    let compacted = removed_files.len();
+    let compression_codec = options
+        .compression
+        .unwrap_or(WriteOptions::default().compression)
+        .to_string()
+        .to_lowercase();
     let report = CompactReport {
         engine: engine.to_string(),
         execution,
         dry_run: options.dry_run,
-        target_file_size: options.target_file_size,
+        target_file_size: options.target_bytes(),
         min_file_size: options.min_file_size(),
+        target_rows: options.target_rows,
+        before_file_count: in_scope_count,
+        after_file_count: in_scope_count - compacted + planned_outputs,
+        before_total_bytes: in_scope_bytes,
+        after_total_bytes: None,
+        compacted_file_count: compacted,
+        rewritten_bytes,
+        compression_codec,
+        planned_groups: groups
+            .iter()
+            .map(|g| PlannedGroupSummary {
+                files: g.inputs.clone(),
+                total_bytes: g.input_bytes,
+            })
+            .collect(),
         files_before: all.len(),
-        files_after: preserved + planned_outputs,
+        files_after: all.len() - compacted + planned_outputs,
         rows_rewritten: groups.iter().map(|g| g.rows).sum(),
         bytes_read: groups.iter().map(|g| g.input_bytes).sum(),
         bytes_written: added_files.iter().map(|f| f.size_bytes).sum(),
@@ -509,9 +708,11 @@ async fn rewrite_group(
         .map(|f| f.name().clone())
         .filter(|c| files.iter().all(|m| m.bloom_filter_columns.contains(c)))
         .collect();
-    let mut write = WriteOptions::default()
-        .with_max_file_bytes(options.target_file_size)
-        .with_bloom_filter_columns(bloom);
+    let mut write = WriteOptions::default().with_bloom_filter_columns(bloom);
+    write.max_file_bytes = options.target_bytes();
+    if let Some(rows) = options.target_rows {
+        write.max_rows_per_file = Some(usize::try_from(rows).unwrap_or(usize::MAX));
+    }
     // A column whose dictionary overflowed in an input is written plain.
     write.plain_columns = files
         .iter()
@@ -555,15 +756,80 @@ async fn rewrite_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::path::Path;
 
-    fn file(relative: &str, size: u64) -> DataFile {
-        DataFile {
-            path: Path::from(relative),
+    fn file(relative: &str, size: u64) -> CompactionInput {
+        CompactionInput {
             relative: relative.to_string(),
             size,
-            partition: crate::dataset::partition::parse_hive_path(relative),
+            rows: None,
+            recompress: false,
         }
+    }
+
+    fn rows(relative: &str, rows: u64) -> CompactionInput {
+        CompactionInput {
+            relative: relative.to_string(),
+            size: 1000,
+            rows: Some(rows),
+            recompress: false,
+        }
+    }
+
+    fn summary(plan: &[PlannedGroup]) -> Vec<Vec<String>> {
+        plan.iter().map(|g| g.inputs.clone()).collect()
+    }
+
+    #[test]
+    fn row_targets_pack_small_files_and_split_large_ones() {
+        let files = vec![
+            rows("a.parquet", 10),
+            rows("b.parquet", 20),
+            rows("c.parquet", 90),
+            rows("d.parquet", 500),
+            rows("e.parquet", 40),
+        ];
+        let options = CompactOptions::new().with_target_rows(100);
+        assert_eq!(options.target_bytes(), None, "rows only");
+        assert_eq!(options.min_rows(), Some(75));
+        // Candidates a, b, e (c's 90 rows are not under 75) pack into one group of 70
+        // rows; d (500) is split on its own.
+        assert_eq!(
+            summary(&plan_compaction(&files, &options)),
+            vec![
+                vec![
+                    "a.parquet".to_string(),
+                    "b.parquet".to_string(),
+                    "e.parquet".to_string()
+                ],
+                vec!["d.parquet".to_string()],
+            ]
+        );
+        // A lone oversize file is split even alone; fewer candidates than min_input_files
+        // leave the folder's small files alone.
+        let options = CompactOptions::new()
+            .with_target_rows(100)
+            .with_min_input_files(5);
+        assert_eq!(
+            summary(&plan_compaction(&files, &options)),
+            vec![vec!["d.parquet".to_string()]]
+        );
+        // A file in another codec is rewritten alone.
+        let mut other = rows("z.parquet", 80);
+        other.recompress = true;
+        assert_eq!(
+            summary(&plan_compaction(&[other], &CompactOptions::new())),
+            vec![vec!["z.parquet".to_string()]]
+        );
+    }
+
+    #[test]
+    fn codecs_compare_by_family() {
+        let set = |c: &[&str]| c.iter().map(|s| s.to_string()).collect();
+        let zstd: Codec = "zstd:3".parse().unwrap();
+        assert!(!codec_differs(&set(&["zstd(zstdlevel(3))"]), &zstd));
+        assert!(codec_differs(&set(&["snappy"]), &zstd));
+        let lz4: Codec = "lz4".parse().unwrap();
+        assert!(!codec_differs(&set(&["lz4_raw"]), &lz4));
     }
 
     #[test]
@@ -579,7 +845,7 @@ mod tests {
             file("root.parquet", 5),
         ];
         let options = CompactOptions::new().with_target_file_size(100);
-        assert_eq!(options.min_file_size(), 75);
+        assert_eq!(options.min_file_size(), Some(75));
         let plan = plan_compaction(&files, &options);
         let summary: Vec<(String, Vec<String>, u64)> = plan
             .iter()

@@ -1,6 +1,7 @@
 //! The operations: each plans with the core, executes through the engine's primitives
 //! ([`DatasetBackend`]) and commits through the commit protocol. [`Operations`] gives every
-//! engine `write`, `read`, `stats`, `merge` and `compact`.
+//! engine `write`, `read`, `stats`, `merge`, `compact` and `dedup`; [`sql`] runs queries on
+//! the engine's SQL primitive.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::stream::Batches;
 use crate::write::{WriteMode, WriteOptions, WrittenFile};
 
 pub mod compact;
+pub mod dedup;
 pub mod merge;
 pub mod sql;
 pub mod stats;
@@ -155,6 +157,17 @@ pub trait Operations: DatasetBackend {
         options: &compact::CompactOptions,
     ) -> Result<compact::CompactReport> {
         compact::compact(self.name(), self.scanner(), location, options).await
+    }
+
+    /// Deduplicates the dataset within each partition folder, by key (the highest
+    /// `order_by` stays) or exact rows, rewriting only the files that hold a duplicate; the
+    /// engine scans.
+    async fn dedup(
+        &self,
+        location: &Location,
+        options: &dedup::DedupOptions,
+    ) -> Result<dedup::DedupReport> {
+        dedup::dedup(self.name(), self.scanner(), location, options).await
     }
 }
 

@@ -111,6 +111,15 @@ impl<'a> SqlSession<'a> {
         if sql.trim().is_empty() {
             return Err(Error::invalid_argument("query", sql, "the query is empty"));
         }
+        if let Some(wanted) = placeholders(sql)
+            && wanted != params.len()
+        {
+            return Err(Error::invalid_argument(
+                "params",
+                params.len(),
+                format!("the query has {wanted} placeholder(s)"),
+            ));
+        }
         let mut tables = Vec::with_capacity(self.tables.len());
         for (name, location) in &self.tables {
             let scan = plan_scan(location, &ReadOptions::default()).await?;
@@ -133,5 +142,38 @@ impl<'a> SqlSession<'a> {
                 memory: self.memory.clone(),
             })
             .await
+    }
+}
+
+/// How many parameters the query takes: the number of `?` placeholders, or the highest `$n`;
+/// `None` when the text does not tokenize (the engine reports that).
+fn placeholders(sql: &str) -> Option<usize> {
+    let dialect = sqlparser::dialect::GenericDialect {};
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .ok()?;
+    let mut questions = 0;
+    let mut highest = 0;
+    for token in tokens {
+        if let sqlparser::tokenizer::Token::Placeholder(p) = token {
+            if p == "?" {
+                questions += 1;
+            } else if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                highest = highest.max(n);
+            }
+        }
+    }
+    Some(questions.max(highest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_are_counted_outside_strings() {
+        assert_eq!(placeholders("SELECT 1"), Some(0));
+        assert_eq!(placeholders("SELECT ? , '?' , ?"), Some(2));
+        assert_eq!(placeholders("SELECT $2, $1, $2"), Some(2));
     }
 }

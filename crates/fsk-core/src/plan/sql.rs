@@ -155,11 +155,20 @@ impl FromStr for SqlParam {
         if let Ok(i) = text.parse::<i64>() {
             return Ok(SqlParam::Int(i));
         }
+        let integer = text.strip_prefix('-').unwrap_or(text);
+        if !integer.is_empty() && integer.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad(
+                "the integer is out of range for a 64-bit integer (write STR:... for a string)",
+            ));
+        }
         let numeric = text
             .chars()
             .all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
             && text.chars().any(|c| c.is_ascii_digit());
         if numeric && let Ok(x) = text.parse::<f64>() {
+            if !x.is_finite() {
+                return Err(bad("the number is out of range for a 64-bit float"));
+            }
             return Ok(SqlParam::Float(x));
         }
         Ok(SqlParam::Str(text.to_string()))
@@ -167,7 +176,9 @@ impl FromStr for SqlParam {
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    (text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix))
+    // By `get`: a multi-byte character across the prefix's length is simply no match.
+    text.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
         .then(|| &text[prefix.len()..])
 }
 
@@ -218,7 +229,15 @@ mod tests {
         assert_eq!(p("STR:42"), SqlParam::Str("42".into()));
         assert_eq!(p("e"), SqlParam::Str("e".into()));
         assert_eq!(p("inf"), SqlParam::Str("inf".into()));
-        for bad in ["DATE:2025-13-01", "DATE:x", "TIMESTAMP:yesterday"] {
+        assert_eq!(p("東京"), SqlParam::Str("東京".into()), "multi-byte text");
+        assert_eq!(p("😀😀"), SqlParam::Str("😀😀".into()));
+        for bad in [
+            "DATE:2025-13-01",
+            "DATE:x",
+            "TIMESTAMP:yesterday",
+            "99999999999999999999",
+            "1e400",
+        ] {
             let err = bad.parse::<SqlParam>().unwrap_err();
             assert_eq!(err.kind(), "invalid_argument", "{bad}: {err}");
         }
