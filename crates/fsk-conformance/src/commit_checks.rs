@@ -260,6 +260,13 @@ pub async fn unfinished_journals_are_refused_or_recovered(
         panic!("a dry run over an unfinished transaction succeeded");
     };
     assert_eq!(txn_of(dry), read, "names the same transaction");
+    // SQL plans its tables like a read: the committed state or RecoveryNeeded, never a mix.
+    let mut session = fsk_core::ops::sql::SqlSession::on(backend);
+    session.register("t", loc.clone()).expect("register");
+    let Err(sql) = session.query("SELECT count(*) AS n FROM t", &[]).await else {
+        panic!("a query of an unfinished transaction succeeded");
+    };
+    assert_eq!(txn_of(sql), read, "SQL names the same transaction");
     // A writer takes the lease, rolls the journal forward, then appends.
     let appended = backend
         .write(

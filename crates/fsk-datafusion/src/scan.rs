@@ -156,15 +156,25 @@ struct FileScans {
 /// A session for scans: DataFusion's parquet reader with filter pushdown, filter reordering,
 /// the page index and INT96 read as microseconds (as the core reads it).
 pub(crate) fn scan_session(batch_size: usize) -> SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new()
-        .with_target_partitions(crate::cores())
-        .with_batch_size(batch_size);
+    let config = reader_config(
+        datafusion::prelude::SessionConfig::new()
+            .with_target_partitions(crate::cores())
+            .with_batch_size(batch_size),
+    );
+    SessionContext::new_with_config(config)
+}
+
+/// `config` with fsk's parquet reading: filter pushdown, filter reordering, the page index,
+/// INT96 read as microseconds (as the core reads it).
+pub(crate) fn reader_config(
+    mut config: datafusion::prelude::SessionConfig,
+) -> datafusion::prelude::SessionConfig {
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
     parquet.enable_page_index = true;
     parquet.coerce_int96 = Some("us".to_string());
-    SessionContext::new_with_config(config)
+    config
 }
 
 impl FileScans {

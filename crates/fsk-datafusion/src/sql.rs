@@ -136,14 +136,11 @@ fn sql_session(query: &SqlQuery) -> Result<SessionContext> {
         )
         .build_arc()
         .map_err(from_datafusion)?;
-    let mut config = SessionConfig::new()
-        .with_target_partitions(crate::cores())
-        .with_information_schema(true);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
-    parquet.enable_page_index = true;
-    parquet.coerce_int96 = Some("us".to_string());
+    let mut config = crate::scan::reader_config(
+        SessionConfig::new()
+            .with_target_partitions(crate::cores())
+            .with_information_schema(true),
+    );
     config.options_mut().execution.sort_spill_reservation_bytes =
         (query.memory.bytes / 4).min(10 << 20);
     Ok(SessionContext::new_with_config_rt(config, runtime))
