@@ -118,6 +118,7 @@ fn describe_literal(literal: &Literal) -> String {
         Literal::Bool(_) => format!("the boolean {literal}"),
         Literal::Int(_) | Literal::Float(_) => format!("the number {literal}"),
         Literal::Str(_) => format!("the string {literal}"),
+        Literal::Date(_) | Literal::Timestamp(_) => format!("the literal {literal}"),
     }
 }
 
@@ -163,6 +164,24 @@ fn coerce(
     literal: &Literal,
 ) -> Result<ScalarValue> {
     let target = value_type(column_type);
+    // A typed literal keeps its type: it compares with date and timestamp columns only, as
+    // its text would.
+    if let Literal::Date(s) | Literal::Timestamp(s) = literal {
+        if !matches!(
+            target,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+        ) {
+            return Err(invalid(
+                text,
+                format!(
+                    "cannot compare column {column:?} of type {column_type} with {}: a date or \
+                     timestamp column is expected",
+                    describe_literal(literal)
+                ),
+            ));
+        }
+        return coerce(text, column, column_type, &Literal::Str(s.clone()));
+    }
     let fail = |why: &str| {
         invalid(
             text,
@@ -182,7 +201,7 @@ fn coerce(
                     .trim()
                     .parse::<i128>()
                     .map_err(|_| fail("the string is not an integer"))?,
-                Literal::Bool(_) | Literal::Null => {
+                Literal::Bool(_) | Literal::Null | Literal::Date(_) | Literal::Timestamp(_) => {
                     return Err(fail("an integer is expected"));
                 }
             };
@@ -207,7 +226,9 @@ fn coerce(
                     .trim()
                     .parse::<f64>()
                     .map_err(|_| fail("the string is not a number"))?,
-                Literal::Bool(_) | Literal::Null => return Err(fail("a number is expected")),
+                Literal::Bool(_) | Literal::Null | Literal::Date(_) | Literal::Timestamp(_) => {
+                    return Err(fail("a number is expected"));
+                }
             };
             let array = Float64Array::from(vec![value]);
             cast_one(&array, target).ok_or_else(|| fail("the value does not fit the type"))
@@ -220,7 +241,9 @@ fn coerce(
                 Literal::Int(i) => i.to_string(),
                 Literal::Float(f) => format!("{f}"),
                 Literal::Str(s) => s.trim().to_string(),
-                Literal::Bool(_) | Literal::Null => return Err(fail("a number is expected")),
+                Literal::Bool(_) | Literal::Null | Literal::Date(_) | Literal::Timestamp(_) => {
+                    return Err(fail("a number is expected"));
+                }
             };
             let decimal =
                 DecimalText::parse(&repr).ok_or_else(|| fail("the value is not a number"))?;

@@ -70,6 +70,12 @@ pub enum Literal {
     Float(f64),
     /// A single-quoted string such as `'it''s'` (held unescaped: `it's`).
     Str(String),
+    /// A typed date literal, `DATE '2025-01-01'` (its text; compared only with date and
+    /// timestamp columns).
+    Date(String),
+    /// A typed timestamp literal, `TIMESTAMP '2025-01-01 12:00:00'` (its text; compared only
+    /// with date and timestamp columns).
+    Timestamp(String),
 }
 
 impl fmt::Display for Literal {
@@ -82,6 +88,8 @@ impl fmt::Display for Literal {
             Literal::Int(i) => write!(f, "{i}"),
             Literal::Float(x) => write!(f, "{x:?}"),
             Literal::Str(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Literal::Date(s) => write!(f, "DATE '{}'", s.replace('\'', "''")),
+            Literal::Timestamp(s) => write!(f, "TIMESTAMP '{}'", s.replace('\'', "''")),
         }
     }
 }

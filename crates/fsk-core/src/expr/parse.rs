@@ -3,7 +3,8 @@
 //! its position (1-based, in characters; `line L, column C` for text of several lines).
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArguments, ObjectNamePart, Spanned, UnaryOperator, Value,
+    BinaryOperator, DataType as SqlDataType, Expr, FunctionArguments, ObjectNamePart, Spanned,
+    UnaryOperator, Value,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -253,10 +254,15 @@ impl Converter<'_> {
                     .map(Operand::Literal),
                 _ => Err(self.unsupported(expr)),
             },
-            // `DATE '2025-01-01'`, `TIMESTAMP '...'`: a string the binder coerces to the
-            // column's type (and rejects for a column of another type).
-            Expr::TypedString(typed) => match &typed.value.value {
-                Value::SingleQuotedString(s) => Ok(Operand::Literal(Literal::Str(s.clone()))),
+            // `DATE '2025-01-01'`, `TIMESTAMP '...'`: typed literals the binder compares with
+            // date and timestamp columns only; other typed strings are not in the language.
+            Expr::TypedString(typed) => match (&typed.data_type, &typed.value.value) {
+                (SqlDataType::Date, Value::SingleQuotedString(s)) => {
+                    Ok(Operand::Literal(Literal::Date(s.clone())))
+                }
+                (SqlDataType::Timestamp(_, _), Value::SingleQuotedString(s)) => {
+                    Ok(Operand::Literal(Literal::Timestamp(s.clone())))
+                }
                 _ => Err(self.unsupported(expr)),
             },
             _ => Err(self.unsupported(expr)),

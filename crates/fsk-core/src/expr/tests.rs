@@ -356,11 +356,15 @@ fn parses_sql_forms_beyond_the_original_grammar() {
     );
     assert_eq!(
         parse("day >= DATE '2025-01-01'"),
-        cmp("day", CmpOp::GtEq, Literal::Str("2025-01-01".into()))
+        cmp("day", CmpOp::GtEq, Literal::Date("2025-01-01".into()))
     );
     assert_eq!(
         parse("ts < TIMESTAMP '2025-01-01 12:00:00'"),
-        cmp("ts", CmpOp::Lt, Literal::Str("2025-01-01 12:00:00".into()))
+        cmp(
+            "ts",
+            CmpOp::Lt,
+            Literal::Timestamp("2025-01-01 12:00:00".into())
+        )
     );
     assert_eq!(parse("x = +3"), cmp("x", CmpOp::Eq, Literal::Int(3)));
     assert_eq!(parse("(x) = 3"), cmp("x", CmpOp::Eq, Literal::Int(3)));
@@ -391,6 +395,16 @@ fn parses_sql_forms_beyond_the_original_grammar() {
         cmp("Name", CmpOp::Eq, Literal::Str("a".into())),
         "identifiers keep their case"
     );
+    // Typed literals keep their type: a date compares with dates and timestamps only.
+    assert_eq!(eval("day = DATE '2025-01-02'"), eval("day = '2025-01-02'"));
+    let err = parse("x = DATE '5'")
+        .bind("x = DATE '5'", &schema())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("a date or timestamp column"),
+        "{err}"
+    );
+    assert!(parse_error("x = UUID 'abc'").contains("unsupported expression"));
     // BETWEEN binds and evaluates like the two comparisons, NULL bounds included.
     let mask = eval("x BETWEEN 2 AND 3");
     assert_eq!(mask, eval("x >= 2 AND x <= 3"));
