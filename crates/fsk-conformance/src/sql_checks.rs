@@ -84,6 +84,16 @@ pub async fn sql_aggregates_with_typed_partition_columns(
             "day=2025-01-03|n=10|ids=155".to_string(),
         ]
     );
+    // A subquery over the same table sees all of it, whatever the outer WHERE prunes.
+    let got = query(
+        &s,
+        "SELECT CAST((SELECT count(*) FROM sales) AS BIGINT) AS total, \
+         CAST(count(*) AS BIGINT) AS n FROM sales WHERE day = DATE '2025-01-02'",
+        &[],
+    )
+    .await
+    .expect("query");
+    assert_eq!(got, vec!["total=30|n=10".to_string()]);
     // Partition columns compare as dates, not text.
     let got = query(
         &s,

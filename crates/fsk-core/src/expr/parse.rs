@@ -69,6 +69,14 @@ impl Predicate {
     }
 }
 
+impl Predicate {
+    /// The predicate of a sqlparser expression already parsed (a SQL query's `WHERE`
+    /// conjunct), when it is in the filter language; `text` names it in errors.
+    pub fn from_sql(text: &str, expr: &Expr) -> Result<Predicate> {
+        Converter { text }.condition(expr)
+    }
+}
+
 /// Converts sqlparser's expression tree to a [`Predicate`].
 struct Converter<'a> {
     text: &'a str,

@@ -120,9 +120,15 @@ impl<'a> SqlSession<'a> {
                 format!("the query has {wanted} placeholder(s)"),
             ));
         }
+        let partition_filters = partition_conjuncts(sql);
         let mut tables = Vec::with_capacity(self.tables.len());
         for (name, location) in &self.tables {
-            let scan = plan_scan(location, &ReadOptions::default()).await?;
+            let mut scan = plan_scan(location, &ReadOptions::default()).await?;
+            if let Some((table, conjuncts)) = &partition_filters
+                && table.eq_ignore_ascii_case(name)
+            {
+                prune_partitions(&mut scan, conjuncts);
+            }
             tables.push(SqlTable {
                 name: name.clone(),
                 scan,
@@ -142,6 +148,104 @@ impl<'a> SqlSession<'a> {
                 memory: self.memory.clone(),
             })
             .await
+    }
+}
+
+/// The conjuncts of the `WHERE` of a query over one table and nothing else (no join, no
+/// set operation, no CTE): the only shape where a row of that table that fails the `WHERE`
+/// can never reach the result, so files whose partition values fail a conjunct need not be
+/// registered. Returns the table name and the conjuncts; `None` for any other query, or text
+/// sqlparser's generic dialect does not read (the engine then prunes alone).
+fn partition_conjuncts(sql: &str) -> Option<(String, Vec<sqlparser::ast::Expr>)> {
+    use sqlparser::ast::{BinaryOperator, Expr, SetExpr, Statement, TableFactor};
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = sqlparser::dialect::GenericDialect {};
+    // One SELECT and one FROM in the whole text: no subquery anywhere (a subquery elsewhere
+    // could read the same table, which must then be whole). Conservative: `EXTRACT(x FROM
+    // y)` also counts as a FROM, and such a query is simply not pruned here.
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    let count = |keyword: Keyword| {
+        tokens
+            .iter()
+            .filter(
+                |t| matches!(t, Token::Word(w) if w.keyword == keyword && w.quote_style.is_none()),
+            )
+            .count()
+    };
+    if count(Keyword::SELECT) != 1
+        || count(Keyword::FROM) != 1
+        || count(Keyword::VALUES) + count(Keyword::WITH) + count(Keyword::TABLE) > 0
+    {
+        return None;
+    }
+    let statements = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+    let [Statement::Query(query)] = statements.as_slice() else {
+        return None;
+    };
+    if query.with.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    if !from.joins.is_empty() {
+        return None;
+    }
+    let TableFactor::Table {
+        name, args: None, ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let [table] = name.0.as_slice() else {
+        return None;
+    };
+    let table = table.as_ident()?.value.clone();
+    let mut conjuncts = Vec::new();
+    let mut pending: Vec<&Expr> = select.selection.iter().collect();
+    while let Some(expr) = pending.pop() {
+        match expr {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                pending.push(left);
+                pending.push(right);
+            }
+            Expr::Nested(inner) => pending.push(inner),
+            other => conjuncts.push(other.clone()),
+        }
+    }
+    Some((table, conjuncts))
+}
+
+/// Drops from `scan` the files whose partition values fail a conjunct that refers to
+/// partition columns only and is in the filter language (others are left to the engine).
+/// Three-valued: a file goes only when the conjunct is certainly not true for it.
+fn prune_partitions(scan: &mut crate::plan::scan::ScanPlan, conjuncts: &[sqlparser::ast::Expr]) {
+    let names = scan.partitions.names();
+    let partition_schema = arrow::datatypes::Schema::new(scan.partitions.fields.clone());
+    for conjunct in conjuncts {
+        let text = conjunct.to_string();
+        let Ok(predicate) = crate::expr::Predicate::from_sql(&text, conjunct) else {
+            continue;
+        };
+        let columns = predicate.columns();
+        if columns.is_empty() || !columns.iter().all(|c| names.contains(c)) {
+            continue;
+        }
+        let Ok(bound) = predicate.bind(&text, &partition_schema) else {
+            continue;
+        };
+        let before = scan.files.len();
+        scan.files
+            .retain(|f| bound.may_match_partition(&f.partition));
+        scan.files_pruned_by_partition += before - scan.files.len();
     }
 }
 
@@ -168,7 +272,36 @@ fn placeholders(sql: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
+    use super::{partition_conjuncts, placeholders};
+
+    #[test]
+    fn conjuncts_only_of_single_table_queries() {
+        let (table, conjuncts) = partition_conjuncts(
+            "SELECT day, sum(x) FROM sales WHERE (day >= DATE '2025-01-02' AND x > 1) AND n = 3 \
+             GROUP BY day",
+        )
+        .expect("one table");
+        assert_eq!(table, "sales");
+        let mut texts: Vec<String> = conjuncts.iter().map(|c| c.to_string()).collect();
+        texts.sort();
+        assert_eq!(texts, vec!["day >= DATE '2025-01-02'", "n = 3", "x > 1"]);
+        for other in [
+            "SELECT * FROM a JOIN b ON a.id = b.id WHERE a.day = 1",
+            "WITH c AS (SELECT * FROM t) SELECT * FROM c WHERE day = 1",
+            "SELECT * FROM t WHERE day = 1 UNION ALL SELECT * FROM t",
+            "SELECT * FROM a, b WHERE day = 1",
+            "not sql at all",
+            "SELECT (SELECT count(*) FROM t) AS total, x FROM t WHERE day = 1",
+            "SELECT x FROM t WHERE day = (SELECT max(day) FROM t)",
+            "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u)",
+        ] {
+            assert!(partition_conjuncts(other).is_none(), "{other}");
+        }
+        assert_eq!(
+            partition_conjuncts("SELECT 1 FROM t").map(|(_, c)| c.len()),
+            Some(0)
+        );
+    }
 
     #[test]
     fn placeholders_are_counted_outside_strings() {
