@@ -177,33 +177,34 @@ pub(crate) fn reader_config(
     config
 }
 
+/// The plan's dataset as DataFusion's table schema (the files' columns, then the partition
+/// columns), with the partition fields.
+pub(crate) fn table_schema(plan: &ScanPlan) -> (TableSchema, Vec<FieldRef>) {
+    let partition_fields: Vec<FieldRef> = plan
+        .partitions
+        .fields
+        .iter()
+        .map(|f| Arc::new(f.clone()))
+        .collect();
+    let data_fields: Vec<FieldRef> = plan
+        .dataset_schema
+        .fields()
+        .iter()
+        .filter(|f| !partition_fields.iter().any(|p| p.name() == f.name()))
+        .cloned()
+        .collect();
+    let table_schema =
+        TableSchema::new(Arc::new(Schema::new(data_fields)), partition_fields.clone());
+    (table_schema, partition_fields)
+}
+
 impl FileScans {
     fn new(plan: &ScanPlan) -> Result<Self> {
         let ctx = scan_session(plan.batch_size);
         let url = ObjectStoreUrl::parse(STORE_URL).map_err(from_datafusion)?;
         ctx.runtime_env()
             .register_object_store(url.as_ref(), Arc::clone(plan.location.store()));
-        let partition_names: Vec<&str> = plan
-            .partitions
-            .fields
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        let data_fields: Vec<FieldRef> = plan
-            .dataset_schema
-            .fields()
-            .iter()
-            .filter(|f| !partition_names.contains(&f.name().as_str()))
-            .cloned()
-            .collect();
-        let partition_fields: Vec<FieldRef> = plan
-            .partitions
-            .fields
-            .iter()
-            .map(|f| Arc::new(f.clone()))
-            .collect();
-        let table_schema =
-            TableSchema::new(Arc::new(Schema::new(data_fields)), partition_fields.clone());
+        let (table_schema, partition_fields) = table_schema(plan);
         let full = Arc::clone(table_schema.table_schema());
         let projection: Vec<usize> = plan
             .scan_schema

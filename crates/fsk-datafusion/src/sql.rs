@@ -323,23 +323,7 @@ struct FskTable {
 
 impl FskTable {
     fn new(name: String, plan: ScanPlan, url: ObjectStoreUrl) -> Self {
-        let partition_fields: Vec<FieldRef> = plan
-            .partitions
-            .fields
-            .iter()
-            .map(|f| Arc::new(f.clone()))
-            .collect();
-        let partition_names: HashSet<&str> =
-            partition_fields.iter().map(|f| f.name().as_str()).collect();
-        let data_fields: Vec<FieldRef> = plan
-            .dataset_schema
-            .fields()
-            .iter()
-            .filter(|f| !partition_names.contains(f.name().as_str()))
-            .cloned()
-            .collect();
-        let table_schema =
-            TableSchema::new(Arc::new(Schema::new(data_fields)), partition_fields.clone());
+        let (table_schema, partition_fields) = crate::scan::table_schema(&plan);
         let footers = PlannedFooters::of(&plan);
         FskTable {
             name,
