@@ -296,8 +296,6 @@ fn run(
     batch_size: usize,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
-    let coalesce_error = |e| Error::arrow("coalescing DuckDB's result chunks", e);
-    let mut coalescer = BatchCoalescer::new(Arc::clone(schema), batch_size.max(1));
     let conn = db.connect()?;
     let mut statement = conn
         .prepare(sql)
@@ -308,13 +306,34 @@ fn run(
             .stream_arrow([])
             .map_err(|e| read_error(&conn, files, &format!("running {sql}"), e))?,
     );
+    send_results(
+        &statement,
+        schema,
+        batch_size,
+        tx,
+        |chunk| cast_by_position(&chunk, schema),
+        |e| read_error(&conn, files, "fetching a result chunk", e),
+    )
+}
+
+/// Steps an executed streaming `statement` to its end, sending its rows into `tx` as batches
+/// of `batch_size` rows of `schema` (DuckDB's result chunks hold 2048 rows; fewer, larger
+/// batches cost less downstream), each chunk passed through `convert` first. Stops quietly
+/// when the reader went away.
+pub(crate) fn send_results(
+    statement: &duckdb::Statement<'_>,
+    schema: &SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    convert: impl Fn(RecordBatch) -> Result<RecordBatch>,
+    fail: impl Fn(duckdb::Error) -> Error,
+) -> Result<()> {
+    let coalesce_error = |e| Error::arrow("coalescing DuckDB's result chunks", e);
+    let mut coalescer = BatchCoalescer::new(Arc::clone(schema), batch_size.max(1));
     loop {
-        let chunk = statement
-            .step()
-            .map_err(|e| read_error(&conn, files, "fetching a result chunk", e))?;
-        let done = match chunk {
+        let done = match statement.step().map_err(&fail)? {
             Some(chunk) => {
-                let batch = cast_by_position(&RecordBatch::from(&chunk), schema)?;
+                let batch = convert(RecordBatch::from(&chunk))?;
                 coalescer.push_batch(batch).map_err(coalesce_error)?;
                 false
             }
@@ -325,7 +344,6 @@ fn run(
         };
         while let Some(batch) = coalescer.next_completed_batch() {
             if batch.num_rows() > 0 && tx.blocking_send(Ok(batch)).is_err() {
-                // The reader went away: stop.
                 return Ok(());
             }
         }

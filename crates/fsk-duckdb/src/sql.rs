@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::kernels::coalesce::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
 use duckdb::Connection;
 use duckdb::types::{TimeUnit, Value};
@@ -24,7 +23,7 @@ use fsk_core::expr::quote_ident;
 use fsk_core::plan::sql::{SqlParam, SqlQuery};
 
 use crate::ENGINE;
-use crate::scan::{LocalFile, local_files, read_error, scan_sql};
+use crate::scan::{LocalFile, local_files, read_error, scan_sql, send_results};
 
 /// Rows per batch of the result.
 const BATCH_ROWS: usize = 8192;
@@ -121,30 +120,7 @@ fn run(
     if let Some(schema_tx) = schema_tx.take() {
         let _ = schema_tx.send(Ok(Arc::clone(&schema)));
     }
-    let coalesce_error = |e| Error::arrow("coalescing DuckDB's result chunks", e);
-    let mut coalescer = BatchCoalescer::new(Arc::clone(&schema), BATCH_ROWS);
-    loop {
-        let done = match statement.step().map_err(fail)? {
-            Some(chunk) => {
-                coalescer
-                    .push_batch(RecordBatch::from(&chunk))
-                    .map_err(coalesce_error)?;
-                false
-            }
-            None => {
-                coalescer.finish_buffered_batch().map_err(coalesce_error)?;
-                true
-            }
-        };
-        while let Some(batch) = coalescer.next_completed_batch() {
-            if tx.blocking_send(Ok(batch)).is_err() {
-                return Ok(());
-            }
-        }
-        if done {
-            return Ok(());
-        }
-    }
+    send_results(&statement, &schema, BATCH_ROWS, tx, Ok, fail)
 }
 
 /// Refuses anything but one query (DuckDB would run `COPY ... TO`, `ATTACH` or `CREATE` as
