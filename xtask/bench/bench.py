@@ -182,14 +182,177 @@ DeltaTable({table!r}).merge(source=source, predicate='t.id = s.id', source_alias
     return figures
 
 
+B7_COLUMNS = {
+    "uniform": ("x", "y"),
+    "skewed": ("px", "py"),
+    "long_prefix_strings": ("sx", "sy"),
+}
+
+
+def b7_source(work, rows):
+    """Unclustered points: uniform ints, Pareto floats, strings sharing a 29-byte prefix."""
+    path = os.path.join(work, f"b7-source-{rows}.parquet")
+    if os.path.exists(path):
+        return path
+    h = lambda k: f"(hash(i * {k} + {k * 7 + 1}) % 1000000)"
+    sql = f"""
+    COPY (
+      SELECT i::BIGINT AS id,
+        {h(3)}::BIGINT AS x, {h(5)}::BIGINT AS y,
+        1.0 / pow(1.0 - {h(11)} / 1000000.0, 1 / 1.16) AS px,
+        1.0 / pow(1.0 - {h(13)} / 1000000.0, 1 / 1.16) AS py,
+        'customer-account-region-emea-' || lpad({h(17)}::VARCHAR, 6, '0') AS sx,
+        'customer-account-region-emea-' || lpad({h(19)}::VARCHAR, 6, '0') AS sy,
+        repeat('p', 24) AS payload
+      FROM range({rows}) t(i)
+    ) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 500000)
+    """
+    subprocess.run(duckdb_sql(sql), check=True)
+    return path
+
+
+# Files a 1% slice opens, from footer min/max, over the hundred percentile slices of a
+# 200,000-row sample of the source (numpy; strings compare as their bytes).
+B7_MEASURE = r"""
+import json, sys
+import numpy as np
+import pyarrow.parquet as pq
+source, c1, c2 = sys.argv[1], sys.argv[2], sys.argv[3]
+files = json.loads(sys.stdin.read())
+def bounds(col):
+    lo, hi = [], []
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        idx = md.schema.to_arrow_schema().get_field_index(col)
+        mins = [md.row_group(g).column(idx).statistics.min for g in range(md.num_row_groups)]
+        maxs = [md.row_group(g).column(idx).statistics.max for g in range(md.num_row_groups)]
+        lo.append(min(mins)); hi.append(max(maxs))
+    return np.array(lo), np.array(hi)
+table = pq.read_table(source, columns=[c1, c2])
+step = max(1, table.num_rows // 200000)
+def slices(col):
+    v = np.sort(np.array(table.column(col).to_numpy(zero_copy_only=False)[::step]))
+    n = len(v)
+    return [(v[i * n // 100], v[max(i * n // 100, (i + 1) * n // 100 - 1)]) for i in range(100)]
+def opened(col):
+    lo, hi = bounds(col)
+    return np.array([(lo <= b) & (hi >= a) for a, b in slices(col)], dtype=np.int64)
+o1, o2 = opened(c1), opened(c2)
+n = len(files)
+print(json.dumps({"files": n, "x": o1.mean(), "y": o2.mean(),
+                  "both": float((o1 @ o2.T).sum()) / (100 * 100 * n)}))
+"""
+
+
+def b7(work, fsk, rows, no_delta, engine):
+    """B7: cluster on two columns, then count the files a min/max-pruned 1% slice opens."""
+    src = b7_source(work, rows)
+    per_file = max(1, rows // 100)
+    results = {}
+
+    def measure(files, c1, c2):
+        proc = subprocess.run(py(B7_MEASURE) + [src, c1, c2],
+                              input=json.dumps(files), capture_output=True, text=True, check=True)
+        return {k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in json.loads(proc.stdout).items()}
+
+    def parquet_files(folder):
+        return sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs
+                      if f.endswith(".parquet") and "_fsk" not in d and "_delta_log" not in d)
+
+    pristine = os.path.join(work, f"b7-ds-{rows}")
+    if not os.path.exists(pristine):
+        fsk_json(fsk, ["write", src, pristine, "--max-rows-per-file", str(rows // 20)])
+    for data, (c1, c2) in B7_COLUMNS.items():
+        entry = {"columns": [c1, c2], "unclustered": measure(parquet_files(pristine), c1, c2)}
+        # fsk's files are between half and all of --target-rows: asked for 1.4x the others'
+        # file size, it writes about as many files as they do (the counts are reported).
+        for label, extra in [("fsk_zorder", []), ("fsk_hilbert", ["--curve", "hilbert"]),
+                             ("fsk_unaligned_morton", ["--unaligned-cuts"])]:
+            target = os.path.join(work, f"b7-{label}")
+            copy_dataset(pristine, target)
+            size = per_file if label == "fsk_unaligned_morton" else per_file * 14 // 10
+            fig, rep = fsk_json(fsk, ["--engine", engine, "optimize", target, "--zorder",
+                                      f"{c1},{c2}", "--target-rows", str(size), *extra])
+            entry[label] = {**fig, **measure(parquet_files(target), c1, c2),
+                            "execution": rep["execution"]}
+        # A linear sort on (c1, c2) cut every per_file rows (DuckDB).
+        linear = os.path.join(work, "b7-linear")
+        if os.path.exists(linear):
+            shutil.rmtree(linear)
+        os.makedirs(linear)
+        fig, _ = run_measured(py(
+            "import pyarrow.parquet as pq, pyarrow.dataset as ds\n"
+            f"t = pq.read_table({src!r}).sort_by([({c1!r}, 'ascending'), ({c2!r}, 'ascending')])\n"
+            f"ds.write_dataset(t, {linear!r}, format='parquet', max_rows_per_file={per_file},"
+            f" max_rows_per_group={per_file}, existing_data_behavior='overwrite_or_ignore')\n"))
+        entry["linear_sort"] = {**fig, **measure(parquet_files(linear), c1, c2)}
+        if not no_delta:
+            table = os.path.join(work, "b7-delta")
+            if os.path.exists(table):
+                shutil.rmtree(table)
+            src_bytes = os.path.getsize(src)
+            fig, out = run_measured(py(
+                "import pyarrow.parquet as pq, json\n"
+                "from deltalake import write_deltalake, DeltaTable\n"
+                f"write_deltalake({table!r}, pq.read_table({src!r}))\n"
+                f"dt = DeltaTable({table!r})\n"
+                f"dt.optimize.z_order([{c1!r}, {c2!r}], target_size={max(1, src_bytes // 100)})\n"
+                "print(json.dumps(DeltaTable(" + repr(table) + ").file_uris()))\n"))
+            files = [f.replace("file://", "") for f in json.loads(out.strip().splitlines()[-1])]
+            entry["delta_rs_zorder"] = {**fig, **measure(files, c1, c2)}
+        results[data] = entry
+        print(f"B7 {data}: {json.dumps(entry)}", flush=True)
+    return results
+
+
+def b6(work, fsk, small_files, no_delta, engine):
+    """B6: compact many ~100 KB files into 128 MiB ones, against delta-rs optimize.compact on
+    the same files (converted in place to a Delta table, untimed)."""
+    rows_per_file = 1700
+    rows = small_files * rows_per_file
+    src = b7_source(work, rows)
+    pristine = os.path.join(work, f"b6-ds-{small_files}")
+    if not os.path.exists(pristine):
+        fsk_json(fsk, ["write", src, pristine, "--max-rows-per-file", str(rows_per_file)])
+    target = os.path.join(work, "b6-fsk")
+    copy_dataset(pristine, target)
+    fig, rep = fsk_json(fsk, ["--engine", engine, "compact", target,
+                              "--target-file-size", "128MiB"])
+    sizes = [f["size_bytes"] for f in rep["added_files"]]
+    entry = {
+        "small_files": small_files,
+        "input_bytes": rep["before_total_bytes"],
+        "fsk": {**fig, "files_after": rep["after_file_count"],
+                "largest_output_mb": round(max(sizes) / 2**20, 1) if sizes else 0,
+                "execution": rep["execution"]},
+    }
+    if not no_delta:
+        table = os.path.join(work, "b6-delta")
+        copy_dataset(pristine, table)
+        subprocess.run(py("from deltalake import convert_to_deltalake\n"
+                          f"convert_to_deltalake({table!r})\n"), check=True)
+        dfig, out = run_measured(py(
+            "import json\nfrom deltalake import DeltaTable\n"
+            f"m = DeltaTable({table!r}).optimize.compact(target_size={128 << 20})\n"
+            "print(json.dumps(m))\n"))
+        metrics = json.loads(out.strip().splitlines()[-1])
+        entry["delta_rs_compact"] = {**dfig, "files_added": metrics.get("numFilesAdded")}
+        entry["ratio_vs_delta_rs"] = round(fig["wall_s"] / dfig["wall_s"], 3)
+    print(f"B6: {json.dumps(entry)}", flush=True)
+    return entry
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fsk", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,SQL")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,SQL")
     parser.add_argument("--no-delta", action="store_true")
+    parser.add_argument("--b6-files", type=int, default=10_000,
+                        help="small files B6 compacts (about 100 KB each)")
     parser.add_argument("--engines", default="arrow",
                         help="comma-separated engines to run the merges (B2-B5) on")
     parser.add_argument("--out", required=True)
@@ -310,6 +473,17 @@ def main():
             entry["delta_rs_merge"] = delta_fig
             entry["ratio_vs_delta_rs"] = round(fsk_fig["wall_s"] / delta_fig["wall_s"], 3)
         record(name, entry)
+
+    if "B6" in only:
+        record("B6", b6(args.work, fsk, args.b6_files, args.no_delta, args.engines.split(",")[0]))
+
+    if "B7" in only:
+        engine = args.engines.split(",")[0]
+        entry = b7(args.work, fsk, rows, args.no_delta, engine)
+        first = entry["uniform"]
+        entry["fsk"] = {"wall_s": first["fsk_zorder"]["wall_s"],
+                        "peak_rss_mb": first["fsk_zorder"]["peak_rss_mb"]}
+        record("B7", entry)
 
     if "SQL" in only:
         # Three analytic queries on the clustered dataset: `fsk sql` on each SQL engine asked

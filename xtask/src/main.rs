@@ -79,7 +79,12 @@ fn test() -> Result<(), String> {
 }
 
 /// Baselines for the benchmarks, pinned so figures compare across runs.
-const BENCH_REQUIREMENTS: &[&str] = &["duckdb==2.0.0", "deltalake==1.6.6", "pyarrow==26.0.1"];
+const BENCH_REQUIREMENTS: &[&str] = &[
+    "duckdb==2.0.0",
+    "deltalake==1.6.6",
+    "pyarrow==26.0.1",
+    "numpy==2.4.6",
+];
 
 /// `cargo xtask bench [--rows N] [--files N] [--only B2,B3] [--no-delta] [--engines arrow,duckdb]`:
 /// builds the release `fsk` with the engines asked for (arrow by default), prepares the baselines' venv and runs `xtask/bench/bench.py`.

@@ -90,6 +90,9 @@ enum Command {
     /// Remove duplicate rows within each partition: by key (the highest --order-by stays) or
     /// exact duplicates; only files holding a duplicate are rewritten.
     Dedup(DedupArgs),
+    /// Cluster rows on a Z-order or Hilbert curve over columns, folder by folder, into files
+    /// that cover compact boxes (range predicates then open few files).
+    Optimize(OptimizeArgs),
     /// Run a SQL query over datasets (DuckDB or DataFusion), with fsk's pruning.
     Sql(SqlArgs),
     /// List the engines built in, what each supports and what executes each primitive.
@@ -107,6 +110,38 @@ struct DedupArgs {
     /// none given: the first in file order, files in path order).
     #[arg(long, value_delimiter = ',', value_name = "COL,..")]
     order_by: Vec<String>,
+    #[command(flatten)]
+    maintenance: MaintenanceFlags,
+}
+
+#[derive(Args, Debug)]
+struct OptimizeArgs {
+    /// The dataset (path or URL).
+    dataset: String,
+    /// The clustering columns, most significant first (1 to 8; not partition columns).
+    #[arg(long, required = true, value_delimiter = ',', value_name = "COL,..")]
+    zorder: Vec<String>,
+    /// The curve: zorder (Morton) or hilbert.
+    #[arg(long, default_value = "zorder", value_name = "CURVE")]
+    curve: String,
+    /// Most rows of any file written.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    target_rows: Option<i64>,
+    /// Target size of the files written: bytes, or with a unit (64MB, 128MiB, 1G) (default
+    /// 128MiB, unless only --target-rows is given).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    target_file_size: Option<u64>,
+    /// Deduplicate in the same rewrite by these key columns.
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    dedup_key: Vec<String>,
+    /// Of the rows sharing a --dedup-key, the one with the highest values of these stays
+    /// (ties, or none given: the first in file order).
+    #[arg(long, value_delimiter = ',', value_name = "COL,..")]
+    dedup_order_by: Vec<String>,
+    /// Cut files at the target row count instead of at aligned curve prefixes (textbook
+    /// Z-ordering; for comparison).
+    #[arg(long)]
+    unaligned_cuts: bool,
     #[command(flatten)]
     maintenance: MaintenanceFlags,
 }
@@ -929,8 +964,103 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Recover(args) => run_recover(args, &cli.global, &storage).await,
         Command::Sql(args) => run_sql(args, &cli.global, backend, &storage).await,
         Command::Dedup(args) => run_dedup(args, &cli.global, backend, &storage).await,
+        Command::Optimize(args) => run_optimize(args, &cli.global, backend, &storage).await,
         Command::Engines => run_engines(&cli.global),
     }
+}
+
+async fn run_optimize(
+    args: OptimizeArgs,
+    global: &Global,
+    backend: Arc<dyn DatasetBackend>,
+    storage: &StorageOptions,
+) -> Result<()> {
+    let location = Location::parse_with_options(&args.dataset, storage)?;
+    let target_rows = match args.target_rows {
+        Some(rows) if rows <= 0 => {
+            return Err(Error::invalid_argument(
+                "target-rows",
+                rows,
+                "must be at least 1",
+            ));
+        }
+        rows => rows.map(|r| r as u64),
+    };
+    let options = fsk::OptimizeOptions {
+        columns: args.zorder.clone(),
+        curve: args.curve.parse()?,
+        target_rows,
+        target_file_size: args.target_file_size,
+        dedup_key: args.dedup_key.clone(),
+        dedup_order_by: args.dedup_order_by.clone(),
+        partition_filter: args.maintenance.partition_filter.clone(),
+        compression: args.maintenance.codec()?,
+        aligned_cuts: !args.unaligned_cuts,
+        dry_run: args.maintenance.dry_run,
+        wait: wait_duration(args.maintenance.wait)?,
+        memory: global.memory_budget()?,
+    };
+    let bar = ProgressBar::new_spinner();
+    if global.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_message(if options.dry_run {
+        "planning"
+    } else {
+        "optimizing"
+    });
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let report = backend.optimize(&location, &options).await;
+    bar.finish_and_clear();
+    let report = report?;
+    note_cleanup(&location, report.cleanup_pending.as_ref());
+    if global.json {
+        return print_json(&report);
+    }
+    let verb = if report.dry_run {
+        "would optimize"
+    } else {
+        "optimized"
+    };
+    let quality = |q: &std::collections::BTreeMap<String, f64>| {
+        q.iter()
+            .map(|(c, f)| format!("{c} {:.1}%", f * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{verb} {} on {} ({}) (engine {}: {}): {} file(s) -> {} file(s) in scope, {} rewritten, {} rows, {} read",
+        location,
+        report.zorder_columns.join(","),
+        report.curve,
+        report.engine,
+        describe_execution(&report.execution),
+        report.before_file_count,
+        report.after_file_count,
+        report.compacted_file_count,
+        report.rows_rewritten,
+        human_bytes(report.rewritten_bytes),
+    );
+    println!(
+        "  files a 1% range predicate opens: before {}{}",
+        quality(&report.zorder_quality_before),
+        report
+            .zorder_quality_after
+            .as_ref()
+            .map(|q| format!("; after {}", quality(q)))
+            .unwrap_or_default()
+    );
+    if !report.dedup_key.is_empty() {
+        println!("  removed {} duplicate row(s)", report.deduplicated_rows);
+    }
+    for folder in &report.already_optimized {
+        let folder = if folder.is_empty() { "." } else { folder.as_str() };
+        println!("  {folder}: already optimized, left as it was");
+    }
+    Ok(())
 }
 
 async fn run_dedup(
@@ -1044,6 +1174,7 @@ fn describe_execution(execution: &fsk::Execution) -> String {
     let parts: Vec<String> = [
         ("scan", &execution.scan),
         ("key match", &execution.key_match),
+        ("sort", &execution.sort),
         ("write", &execution.write),
     ]
     .into_iter()

@@ -17,6 +17,7 @@ pub mod dedup_checks;
 pub mod hostile_checks;
 pub mod key_match_checks;
 pub mod merge_checks;
+pub mod optimize_checks;
 pub mod proptests;
 pub mod read_checks;
 pub mod sort_checks;
@@ -217,6 +218,12 @@ macro_rules! __with_checks {
         merge_checks::merge_edge_cases,
         merge_checks::bloom_filters_prune_before_the_key_scan,
         merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
+        optimize_checks::optimize_clusters_rows_within_partitions,
+        optimize_checks::optimize_again_is_a_no_op,
+        optimize_checks::optimize_deduplicates_in_the_same_rewrite,
+        optimize_checks::optimize_sorts_beyond_the_budget,
+        optimize_checks::optimize_prunes_a_one_percent_slice,
+        optimize_checks::optimize_errors_are_typed,
         sql_checks::sql_aggregates_with_typed_partition_columns,
         sql_checks::sql_binds_typed_parameters,
         sql_checks::sql_joins_two_datasets,

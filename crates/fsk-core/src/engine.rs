@@ -54,7 +54,7 @@ impl Capabilities {
         read: true,
         merge: true,
         compact: true,
-        optimize: false,
+        optimize: true,
         dedup: true,
         sql: false,
         scan: "",

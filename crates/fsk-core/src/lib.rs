@@ -47,6 +47,7 @@ pub use engine::{Capabilities, DatasetBackend, Scan, Scanner, Sorted};
 pub use error::{Error, Result};
 pub use ops::compact::{CompactOptions, CompactReport};
 pub use ops::dedup::{DedupOptions, DedupReport};
+pub use ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use ops::merge::{MergeOptions, MergeReport, RewriteMode, Strategy};
 pub use ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
 pub use plan::scan::ReadOptions;

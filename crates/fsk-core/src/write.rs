@@ -204,6 +204,9 @@ pub struct WriteOptions {
     /// dictionary overflowed in the original file, so no time goes into a dictionary that
     /// would be dropped).
     pub plain_columns: Vec<String>,
+    /// Entries added to each file's footer key-value metadata (optimize records what
+    /// clustered the file).
+    pub key_value_metadata: Vec<(String, String)>,
 }
 
 impl Default for WriteOptions {
@@ -219,6 +222,7 @@ impl Default for WriteOptions {
             bloom_filter_columns: Vec::new(),
             max_file_bytes: None,
             plain_columns: Vec::new(),
+            key_value_metadata: Vec::new(),
         }
     }
 }
@@ -350,6 +354,14 @@ impl WriteOptions {
             .set_compression(self.compression.to_parquet()?)
             .set_max_row_group_row_count(Some(self.row_group_size))
             .set_created_by(format!("fsk {}", env!("CARGO_PKG_VERSION")));
+        if !self.key_value_metadata.is_empty() {
+            builder = builder.set_key_value_metadata(Some(
+                self.key_value_metadata
+                    .iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                    .collect(),
+            ));
+        }
         for column in &self.plain_columns {
             let path = parquet::schema::types::ColumnPath::from(column.as_str());
             builder = builder.set_column_dictionary_enabled(path, false);
@@ -467,6 +479,11 @@ impl DatasetWriter {
     /// The schema of the files.
     pub fn file_schema(&self) -> &SchemaRef {
         &self.file_schema
+    }
+
+    /// Closes the file open in `dir` (if any): the next rows for `dir` start a new file.
+    pub async fn cut(&mut self, dir: &str) -> Result<()> {
+        self.close_file(dir).await
     }
 
     /// Writes one batch (of the input schema).

@@ -295,7 +295,7 @@ type Kept = (usize, u64, Option<Box<[u8]>>);
 
 /// The positions, per file of one folder (in path order), of the rows that lose to another
 /// row with the same key.
-async fn find_duplicates(
+pub(crate) async fn find_duplicates(
     scanner: &Arc<dyn Scanner>,
     location: &Location,
     file_schema: &SchemaRef,

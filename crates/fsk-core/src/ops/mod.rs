@@ -1,6 +1,6 @@
 //! The operations: each plans with the core, executes through the engine's primitives
 //! ([`DatasetBackend`]) and commits through the commit protocol. [`Operations`] gives every
-//! engine `write`, `read`, `stats`, `merge`, `compact` and `dedup`; [`sql`] runs queries on
+//! engine `write`, `read`, `stats`, `merge`, `compact`, `dedup` and `optimize`; [`sql`] runs queries on
 //! the engine's SQL primitive.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::write::{WriteMode, WriteOptions, WrittenFile};
 pub mod compact;
 pub mod dedup;
 pub mod merge;
+pub mod optimize;
 pub mod sql;
 pub mod stats;
 pub mod write;
@@ -32,6 +33,9 @@ pub struct Execution {
     /// What matched source keys with the dataset's (merge): `arrow-rs`, the core's hash
     /// index over the row format.
     pub key_match: Option<String>,
+    /// What ordered the rows (optimize): the engine's sort primitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
     /// What encoded the files written: `arrow-rs`, the core's parquet writer (names,
     /// splits, statistics and bloom filters stay in the core on every engine).
     pub write: Option<String>,
@@ -168,6 +172,16 @@ pub trait Operations: DatasetBackend {
         options: &dedup::DedupOptions,
     ) -> Result<dedup::DedupReport> {
         dedup::dedup(self.name(), self.scanner(), location, options).await
+    }
+
+    /// Clusters each partition folder's rows on a space-filling curve over chosen columns
+    /// and cuts them into files covering compact boxes; the engine scans and sorts.
+    async fn optimize(
+        &self,
+        location: &Location,
+        options: &optimize::OptimizeOptions,
+    ) -> Result<optimize::OptimizeReport> {
+        optimize::optimize(self, location, options).await
     }
 }
 
