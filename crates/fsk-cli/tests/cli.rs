@@ -1277,3 +1277,76 @@ fn dedup_and_compact_by_rows_on_every_engine() {
         assert_eq!(dataset_rows(&ds).len(), 4);
     }
 }
+
+#[test]
+fn optimize_on_every_engine() {
+    for engine in ENGINES {
+        let dir = tempfile::tempdir().expect("dir");
+        let csv = sample_csv(dir.path());
+        let ds = dir.path().join("ds").display().to_string();
+        ok(&["--engine", engine, "write", &csv, &ds]);
+        ok(&["--engine", engine, "write", &csv, &ds]);
+        let report: Value = serde_json::from_str(&ok(&[
+            "--engine",
+            engine,
+            "optimize",
+            &ds,
+            "--zorder",
+            "amount,day",
+            "--target-rows",
+            "3",
+            "--dedup-key",
+            "id",
+            "--json",
+        ]))
+        .expect("json");
+        assert_eq!(report["engine"], engine, "{report}");
+        assert_eq!(report["compacted_file_count"], 2, "{engine}: {report}");
+        assert_eq!(report["deduplicated_rows"], 4, "{engine}: {report}");
+        assert_eq!(report["zorder_columns"], serde_json::json!(["amount", "day"]));
+        assert_eq!(report["curve"], "zorder");
+        let sorter = if engine == "arrow" { "arrow-rs" } else { engine };
+        assert_eq!(report["execution"]["sort"], sorter, "{report}");
+        for key in [
+            "before_file_count",
+            "after_file_count",
+            "before_total_bytes",
+            "after_total_bytes",
+            "rewritten_bytes",
+            "compression_codec",
+            "dry_run",
+            "planned_groups",
+            "zorder_quality_before",
+            "zorder_quality_after",
+        ] {
+            assert!(report.get(key).is_some(), "{engine}: {key} in {report}");
+        }
+        assert_eq!(dataset_rows(&ds).len(), 4);
+        assert_eq!(parquet_count(&ds), 2, "four rows, at most three per file");
+        // The same request again: a no-op.
+        let again: Value = serde_json::from_str(&ok(&[
+            "--engine",
+            engine,
+            "optimize",
+            &ds,
+            "--zorder",
+            "amount,day",
+            "--target-rows",
+            "3",
+            "--dedup-key",
+            "id",
+            "--json",
+        ]))
+        .expect("json");
+        assert_eq!(again["compacted_file_count"], 0, "{engine}: {again}");
+        assert_eq!(again["committed"], false);
+        let err = fails(&["--engine", engine, "optimize", &ds, "--zorder", "nope"]);
+        assert!(err.contains("nope") && err.contains("amount"), "{err}");
+        let out = fsk(&["--engine", engine, "optimize", &ds, "--zorder", "id", "--curve", "peano"]);
+        assert_eq!(out.status.code(), Some(2), "{engine}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("curve"));
+        let out = fsk(&["--engine", engine, "optimize", &ds, "--zorder", "id", "--target-rows", "-1"]);
+        assert_eq!(out.status.code(), Some(2), "{engine}");
+        assert_eq!(dataset_rows(&ds).len(), 4);
+    }
+}
