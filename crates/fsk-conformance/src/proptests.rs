@@ -497,3 +497,212 @@ pub async fn merge_matches_model(backend: &dyn DatasetBackend, cases: u32) {
         }
     });
 }
+
+/// One maintenance case: files of `(id, x)` rows (ids repeat), partitioned by `id % 3` or not,
+/// and the operation: 0 compact, 1 optimize, 2 dedup by id (the highest `seq` stays),
+/// 3 optimize with the same dedup.
+#[derive(Clone, Debug)]
+struct MaintenanceCase {
+    files: Vec<Vec<(i64, Option<i64>)>>,
+    partitioned: bool,
+    operation: usize,
+    target_rows: u64,
+    hilbert: bool,
+    two_columns: bool,
+}
+
+fn maintenance_case_strategy() -> impl Strategy<Value = MaintenanceCase> {
+    (
+        proptest::collection::vec(
+            proptest::collection::vec((0i64..15, proptest::option::of(-50i64..50)), 1..20),
+            1..5,
+        ),
+        any::<bool>(),
+        0usize..4,
+        1u64..12,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(files, partitioned, operation, target_rows, hilbert, two_columns)| MaintenanceCase {
+                files,
+                partitioned,
+                operation,
+                target_rows,
+                hilbert,
+                two_columns,
+            },
+        )
+}
+
+/// `id, x, seq (unique, global order of the row), day (id % 3)`.
+fn maintenance_batch(rows: &[(i64, Option<i64>)], first_seq: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Int64, true),
+            Field::new("seq", DataType::Int64, false),
+            Field::new("day", DataType::Int64, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..rows.len() as i64).map(|i| first_seq + i),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0 % 3).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("batch")
+}
+
+/// Random datasets and maintenance operations: compact and optimize keep the multiset of
+/// rows; dedup (alone, or inside optimize) equals a naive model (per partition and id, the
+/// row with the highest `seq`). Needs a multi-threaded Tokio runtime.
+pub async fn maintenance_keeps_rows(backend: &dyn DatasetBackend, cases: u32) {
+    use fsk_core::ops::compact::CompactOptions;
+    use fsk_core::ops::dedup::DedupOptions;
+    use fsk_core::ops::optimize::{Curve, OptimizeOptions};
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        let mut runner = TestRunner::new(persisted(
+            cases,
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/proptest-regressions/maintenance_model.txt"
+            ),
+        ));
+        let result = runner.run(&maintenance_case_strategy(), |case| {
+            handle.block_on(async {
+                let dir = tempfile::tempdir().expect("dir");
+                let loc = fsk_core::Location::parse(&dir.path().join("ds").display().to_string())
+                    .expect("loc");
+                let mut options = WriteOptions::default();
+                if case.partitioned {
+                    options = options.with_partition_by(["day"]);
+                }
+                let mut written: Vec<RecordBatch> = Vec::new();
+                let mut seq = 0i64;
+                for file in &case.files {
+                    let batch = maintenance_batch(file, seq);
+                    seq += file.len() as i64;
+                    backend
+                        .write(&loc, batches(vec![batch.clone()]), &options)
+                        .await
+                        .expect("seed");
+                    written.push(batch);
+                }
+                let read = |loc: fsk_core::Location| async move {
+                    let (_, rows) =
+                        crate::data::read_rows(backend, &loc, &ReadOptions::default()).await;
+                    rows
+                };
+                let before = read(loc.clone()).await;
+                // The model of dedup: per id (the partition follows the id), the highest seq.
+                let mut best: std::collections::BTreeMap<i64, (i64, String)> =
+                    std::collections::BTreeMap::new();
+                for row in &before {
+                    let cell = |name: &str| -> i64 {
+                        row.split('|')
+                            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+                            .expect("cell")
+                            .parse()
+                            .expect("int")
+                    };
+                    let (id, s) = (cell("id"), cell("seq"));
+                    if best.get(&id).is_none_or(|(top, _)| s > *top) {
+                        best.insert(id, (s, row.clone()));
+                    }
+                }
+                let mut deduplicated: Vec<String> = best.into_values().map(|(_, r)| r).collect();
+                deduplicated.sort();
+                let columns: Vec<&str> = if case.two_columns {
+                    vec!["x", "seq"]
+                } else {
+                    vec!["x"]
+                };
+                let curve = if case.hilbert {
+                    Curve::Hilbert
+                } else {
+                    Curve::ZOrder
+                };
+                let optimize = OptimizeOptions::new(columns)
+                    .with_curve(curve)
+                    .with_target_rows(case.target_rows);
+                let expected = match case.operation {
+                    0 => {
+                        backend
+                            .compact(
+                                &loc,
+                                &CompactOptions::new().with_target_rows(case.target_rows),
+                            )
+                            .await
+                            .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                        before.clone()
+                    }
+                    1 => {
+                        backend
+                            .optimize(&loc, &optimize)
+                            .await
+                            .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                        before.clone()
+                    }
+                    2 => {
+                        let report = backend
+                            .dedup(
+                                &loc,
+                                &DedupOptions {
+                                    key: vec!["id".into()],
+                                    order_by: vec!["seq".into()],
+                                    ..Default::default()
+                                },
+                            )
+                            .await
+                            .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                        assert_eq!(
+                            report.removed_rows as usize,
+                            before.len() - deduplicated.len(),
+                            "{case:?}"
+                        );
+                        deduplicated.clone()
+                    }
+                    _ => {
+                        let report = backend
+                            .optimize(&loc, &optimize.clone().with_dedup(["id"], ["seq"]))
+                            .await
+                            .unwrap_or_else(|e| panic!("{case:?}: {e}"));
+                        assert_eq!(
+                            report.deduplicated_rows as usize,
+                            before.len() - deduplicated.len(),
+                            "{case:?}"
+                        );
+                        deduplicated.clone()
+                    }
+                };
+                assert_eq!(read(loc.clone()).await, expected, "{case:?}");
+                if case.operation != 2 {
+                    // Compact and optimize: no file above the row target.
+                    let stats = backend
+                        .stats(&loc, &Default::default())
+                        .await
+                        .expect("stats");
+                    assert!(
+                        stats.files.iter().all(|f| f.num_rows <= case.target_rows),
+                        "{case:?}: {:?}",
+                        stats.files
+                    );
+                }
+            });
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    });
+}

@@ -24,3 +24,8 @@ async fn write_read_round_trip_properties() {
 async fn merge_matches_the_model() {
     fsk_conformance::proptests::merge_matches_model(&fsk_arrow::ArrowBackend::new(), 32).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_keeps_rows_properties() {
+    fsk_conformance::proptests::maintenance_keeps_rows(&fsk_arrow::ArrowBackend::new(), 24).await;
+}

@@ -29,3 +29,8 @@ async fn merge_matches_the_model() {
     fsk_conformance::proptests::merge_matches_model(&fsk_datafusion::DataFusionBackend::new(), 32)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_keeps_rows_properties() {
+    fsk_conformance::proptests::maintenance_keeps_rows(&fsk_datafusion::DataFusionBackend::new(), 24).await;
+}

@@ -25,6 +25,11 @@ async fn merge_matches_the_model() {
     fsk_conformance::proptests::merge_matches_model(&fsk_duckdb::DuckDbBackend::new(), 32).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_keeps_rows_properties() {
+    fsk_conformance::proptests::maintenance_keeps_rows(&fsk_duckdb::DuckDbBackend::new(), 24).await;
+}
+
 /// Outside readers never see fsk's work in progress: while a write is held between staging
 /// and its journal, DuckDB's `**/*.parquet` glob (what `read_parquet('ds/**/*.parquet')`
 /// reads) matches only the committed data files, never a staged one.
