@@ -190,6 +190,9 @@ struct CompactArgs {
     /// Files smaller than this are compacted (default: three quarters of the target).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     min_file_size: Option<u64>,
+    /// Commit every N groups: a failure keeps the parts already committed.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    commit_every: Option<i64>,
     #[command(flatten)]
     maintenance: MaintenanceFlags,
 }
@@ -197,9 +200,9 @@ struct CompactArgs {
 /// The flags every maintenance command (compact, dedup) takes.
 #[derive(Args, Debug)]
 struct MaintenanceFlags {
-    /// Only partitions matching col=value[/col=value...].
-    #[arg(long, value_name = "P")]
-    partition_filter: Option<String>,
+    /// Only partitions matching col=value[/col=value...] (repeatable: a folder matching any).
+    #[arg(long = "partition-filter", value_name = "P")]
+    partition_filters: Vec<String>,
     /// Codec of the new files, e.g. zstd:3, snappy.
     #[arg(long, value_name = "CODEC")]
     compression: Option<String>,
@@ -212,6 +215,11 @@ struct MaintenanceFlags {
 }
 
 impl MaintenanceFlags {
+    /// The partition filters given, as one that matches any of them.
+    fn partition_filter(&self) -> Option<String> {
+        fsk::any_partition_filter(&self.partition_filters)
+    }
+
     fn codec(&self) -> Result<Option<Codec>> {
         self.compression
             .as_deref()
@@ -832,6 +840,28 @@ fn wait_duration(wait: Option<f64>) -> Result<Option<Duration>> {
     }
 }
 
+/// A count flag's value, which must be at least 1 (a typed error naming the flag).
+fn at_least_one(flag: &str, value: Option<i64>) -> Result<Option<u64>> {
+    match value {
+        Some(n) if n <= 0 => Err(Error::invalid_argument(flag, n, "must be at least 1")),
+        n => Ok(n.map(|n| n as u64)),
+    }
+}
+
+/// A spinner on stderr naming the phase, hidden with `--json` or off a terminal.
+fn spinner(global: &Global, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if global.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
 async fn run_compact(
     args: CompactArgs,
     global: &Global,
@@ -839,16 +869,7 @@ async fn run_compact(
     storage: &StorageOptions,
 ) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
-    let target_rows = match args.target_rows {
-        Some(rows) if rows <= 0 => {
-            return Err(Error::invalid_argument(
-                "target-rows",
-                rows,
-                "must be at least 1",
-            ));
-        }
-        rows => rows.map(|r| r as u64),
-    };
+    let target_rows = at_least_one("target-rows", args.target_rows)?;
     if args.min_input_files <= 0 {
         return Err(Error::invalid_argument(
             "min-input-files",
@@ -861,22 +882,21 @@ async fn run_compact(
         target_rows,
         min_input_files: args.min_input_files as usize,
         min_file_size: args.min_file_size,
-        partition_filter: args.maintenance.partition_filter.clone(),
+        partition_filter: args.maintenance.partition_filter(),
         compression: args.maintenance.codec()?,
         row_group_size: None,
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
+        commit_every: at_least_one("commit-every", args.commit_every)?.map(|n| n as usize),
     };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    let bar = spinner(
+        global,
+        if args.maintenance.dry_run {
+            "planning"
+        } else {
+            "compacting"
+        },
     );
-    bar.set_message(if args.maintenance.dry_run {
-        "planning"
-    } else {
-        "compacting"
-    });
-    bar.enable_steady_tick(Duration::from_millis(120));
     let report = backend.compact(&location, &options).await;
     bar.finish_and_clear();
     let report = report?;
@@ -976,16 +996,7 @@ async fn run_optimize(
     storage: &StorageOptions,
 ) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
-    let target_rows = match args.target_rows {
-        Some(rows) if rows <= 0 => {
-            return Err(Error::invalid_argument(
-                "target-rows",
-                rows,
-                "must be at least 1",
-            ));
-        }
-        rows => rows.map(|r| r as u64),
-    };
+    let target_rows = at_least_one("target-rows", args.target_rows)?;
     let options = fsk::OptimizeOptions {
         columns: args.zorder.clone(),
         curve: args.curve.parse()?,
@@ -993,26 +1004,21 @@ async fn run_optimize(
         target_file_size: args.target_file_size,
         dedup_key: args.dedup_key.clone(),
         dedup_order_by: args.dedup_order_by.clone(),
-        partition_filter: args.maintenance.partition_filter.clone(),
+        partition_filter: args.maintenance.partition_filter(),
         compression: args.maintenance.codec()?,
         aligned_cuts: !args.unaligned_cuts,
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
         memory: global.memory_budget()?,
     };
-    let bar = ProgressBar::new_spinner();
-    if global.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+    let bar = spinner(
+        global,
+        if options.dry_run {
+            "planning"
+        } else {
+            "optimizing"
+        },
     );
-    bar.set_message(if options.dry_run {
-        "planning"
-    } else {
-        "optimizing"
-    });
-    bar.enable_steady_tick(Duration::from_millis(120));
     let report = backend.optimize(&location, &options).await;
     bar.finish_and_clear();
     let report = report?;
@@ -1073,7 +1079,7 @@ async fn run_dedup(
     let options = fsk::DedupOptions {
         key: args.key.clone(),
         order_by: args.order_by.clone(),
-        partition_filter: args.maintenance.partition_filter.clone(),
+        partition_filter: args.maintenance.partition_filter(),
         compression: args.maintenance.codec()?,
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,

@@ -1350,3 +1350,30 @@ fn optimize_on_every_engine() {
         assert_eq!(dataset_rows(&ds).len(), 4);
     }
 }
+
+#[test]
+fn repeated_partition_filters_match_any() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = sample_csv(dir.path());
+    let ds = dir.path().join("ds").display().to_string();
+    for _ in 0..2 {
+        ok(&["write", &csv, &ds, "--partition-by", "day"]);
+    }
+    for command in ["optimize", "compact", "dedup"] {
+        let mut args = vec![command, ds.as_str()];
+        if command == "optimize" {
+            args.extend(["--zorder", "amount"]);
+        }
+        args.extend([
+            "--partition-filter",
+            "day=2025-01-01",
+            "--partition-filter",
+            "day=2025-01-03",
+            "--dry-run",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(&ok(&args)).expect("json");
+        // Two folders of the three, two files each.
+        assert_eq!(report["before_file_count"], 4, "{command}: {report}");
+    }
+}

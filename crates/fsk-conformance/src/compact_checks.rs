@@ -618,3 +618,79 @@ pub async fn compact_by_rows_splits_packs_and_reports(backend: &dyn DatasetBacke
     assert_eq!(err.kind(), "no_data_files", "{err}");
     assert!(err.to_string().contains("day=1999-01-01"), "{err}");
 }
+
+/// `commit_every`: three folders of small files, one group each, compacted one group per
+/// commit: three parts, the rows unchanged. With the second part's commit failing, the first
+/// part stays committed, the error says so (`partially_committed`, 1 of 3), nothing of the
+/// second is visible, and a rerun finishes the rest.
+pub async fn compact_commits_in_parts(backend: &dyn DatasetBackend, fx: &Fixture) {
+    use fsk_core::commit::failpoints;
+    let run = |name: &'static str| {
+        let loc = fx.location(name);
+        async move {
+            let options = WriteOptions::default().with_partition_by(["cat"]);
+            for i in 0..3 {
+                let batch = RecordBatch::try_new(
+                    Arc::new(Schema::new(vec![
+                        Field::new("id", DataType::Int64, false),
+                        Field::new("cat", DataType::Utf8, false),
+                    ])),
+                    vec![
+                        Arc::new(Int64Array::from(vec![i * 3, i * 3 + 1, i * 3 + 2])) as ArrayRef,
+                        Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                    ],
+                )
+                .expect("batch");
+                backend
+                    .write(&loc, batches(vec![batch]), &options)
+                    .await
+                    .expect("write");
+            }
+            loc
+        }
+    };
+    let loc = run("ds").await;
+    let (_, before) = read_rows(backend, &loc, &ReadOptions::default()).await;
+    let report = backend
+        .compact(&loc, &CompactOptions::new().with_commit_every(1))
+        .await
+        .expect("compact");
+    assert_eq!(report.committed_parts, 3, "{report:?}");
+    assert_eq!(report.compacted_file_count, 9);
+    assert_eq!(report.after_file_count, 3);
+    assert_eq!(data_files(&loc).await.len(), 3);
+    assert_eq!(read_rows(backend, &loc, &ReadOptions::default()).await.1, before);
+    let err = backend
+        .compact(&loc, &CompactOptions::new().with_commit_every(0))
+        .await
+        .expect_err("zero");
+    assert!(err.to_string().contains("commit_every"), "{err}");
+
+    // The second part's commit fails: the first stays.
+    let loc = run("failing").await;
+    failpoints::arm_after("commit.before_journal", &loc.to_string(), 1);
+    let err = backend
+        .compact(&loc, &CompactOptions::new().with_commit_every(1))
+        .await
+        .expect_err("the second part fails");
+    failpoints::clear(&loc.to_string());
+    match &err {
+        Error::PartiallyCommitted {
+            committed_parts,
+            planned_parts,
+            ..
+        } => assert_eq!((*committed_parts, *planned_parts), (1, 3), "{err}"),
+        other => panic!("expected partially_committed, got {other}"),
+    }
+    assert_eq!(err.kind(), "partially_committed");
+    let files = data_files(&loc).await;
+    assert_eq!(files.len(), 1 + 3 + 3, "one folder compacted, two untouched: {files:?}");
+    assert_eq!(read_rows(backend, &loc, &ReadOptions::default()).await.1, before);
+    assert!(fsk_leftovers(&loc).await.is_empty());
+    let rest = backend
+        .compact(&loc, &CompactOptions::new().with_commit_every(1))
+        .await
+        .expect("the rerun");
+    assert_eq!(rest.committed_parts, 2);
+    assert_eq!(data_files(&loc).await.len(), 3);
+}

@@ -218,6 +218,7 @@ macro_rules! __with_checks {
         merge_checks::merge_edge_cases,
         merge_checks::bloom_filters_prune_before_the_key_scan,
         merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
+        compact_checks::compact_commits_in_parts,
         optimize_checks::optimize_clusters_rows_within_partitions,
         optimize_checks::optimize_again_is_a_no_op,
         optimize_checks::optimize_deduplicates_in_the_same_rewrite,

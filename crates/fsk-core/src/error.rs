@@ -173,6 +173,27 @@ pub enum Error {
         message: String,
     },
 
+    /// A job that commits in parts (compaction with `commit_every`) failed after committing
+    /// some of them. Those parts stay: each was a whole transaction. Nothing of the failed
+    /// part is visible; running the job again continues with what is left.
+    #[error(
+        "{operation} of {path} stopped after committing {committed_parts} of {planned_parts} parts \
+         (those stay): {source}"
+    )]
+    PartiallyCommitted {
+        /// The dataset root.
+        path: String,
+        /// The operation.
+        operation: String,
+        /// Parts committed before the failure.
+        committed_parts: usize,
+        /// Parts planned.
+        planned_parts: usize,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Writing a transaction's journal failed and the store could not say whether it exists:
     /// the operation may have committed. Do not retry it; `fsk recover` decides.
     #[error(
@@ -401,6 +422,7 @@ impl Error {
             Error::RecoveryNeeded { .. } => "recovery_needed",
             Error::RecoveryFailed { .. } => "recovery_failed",
             Error::CommitOutcomeUnknown { .. } => "commit_outcome_unknown",
+            Error::PartiallyCommitted { .. } => "partially_committed",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::UnsupportedName { .. } => "unsupported_name",
             Error::Storage { .. } => "storage",

@@ -411,6 +411,16 @@ pub struct WrittenFile {
     pub size_bytes: u64,
 }
 
+impl From<crate::commit::PublishedFile> for WrittenFile {
+    fn from(file: crate::commit::PublishedFile) -> Self {
+        WrittenFile {
+            path: file.path,
+            row_count: file.row_count,
+            size_bytes: file.size_bytes,
+        }
+    }
+}
+
 /// Passes a file's bytes to the store while computing the checksum the journal records.
 struct ChecksummedWriter {
     inner: ParquetObjectWriter,

@@ -54,6 +54,7 @@ pub use fsk_core::engine::{
 pub use fsk_core::error::{Error, Result, SqlErrorKind};
 pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::ops::dedup::{DedupOptions, DedupReport};
+pub use fsk_core::dataset::listing::any_partition_filter;
 pub use fsk_core::ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,

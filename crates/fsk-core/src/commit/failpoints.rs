@@ -7,7 +7,8 @@
 use std::sync::Mutex;
 
 #[cfg(feature = "failpoints")]
-static ARMED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+/// Armed points: name, dataset, and how many hits pass before it fails.
+static ARMED: Mutex<Vec<(String, String, usize)>> = Mutex::new(Vec::new());
 
 /// The environment variable naming a failpoint at which the process aborts (feature
 /// `failpoints` only): the crash tests run the `fsk` binary with it.
@@ -32,10 +33,17 @@ pub const ALL: [&str; 6] = [
 /// `failpoints` feature). Scoping by dataset keeps parallel tests apart.
 #[cfg(feature = "failpoints")]
 pub fn arm(name: &str, dataset: &str) {
+    arm_after(name, dataset, 0);
+}
+
+/// Arms failpoint `name` for `dataset` to fail from its hit number `pass + 1` on (the
+/// first `pass` hits go through: "fail the second commit" is `pass = 1`).
+#[cfg(feature = "failpoints")]
+pub fn arm_after(name: &str, dataset: &str, pass: usize) {
     ARMED
         .lock()
         .expect("failpoints")
-        .push((name.to_string(), dataset.to_string()));
+        .push((name.to_string(), dataset.to_string(), pass));
 }
 
 /// Disarms every failpoint of `dataset`.
@@ -44,7 +52,7 @@ pub fn clear(dataset: &str) {
     ARMED
         .lock()
         .expect("failpoints")
-        .retain(|(_, d)| d != dataset);
+        .retain(|(_, d, _)| d != dataset);
 }
 
 /// Fails with [`crate::Error::Internal`] when `name` is armed for `dataset`.
@@ -57,13 +65,20 @@ pub fn failpoint(name: &str, dataset: &crate::dataset::storage::Location) -> cra
             std::process::abort();
         }
         let display = dataset.to_string();
-        if std::env::var(FAIL_ENV).is_ok_and(|point| point == name)
-            || ARMED
-                .lock()
-                .expect("failpoints")
-                .iter()
-                .any(|(n, d)| n == name && *d == display)
-        {
+        let armed = ARMED
+            .lock()
+            .expect("failpoints")
+            .iter_mut()
+            .find(|(n, d, _)| n == name && *d == display)
+            .is_some_and(|(_, _, pass)| {
+                if *pass == 0 {
+                    true
+                } else {
+                    *pass -= 1;
+                    false
+                }
+            });
+        if armed || std::env::var(FAIL_ENV).is_ok_and(|point| point == name) {
             return Err(crate::Error::Internal(format!(
                 "failpoint {name} triggered"
             )));

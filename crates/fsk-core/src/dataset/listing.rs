@@ -268,23 +268,53 @@ pub async fn data_files(location: &Location) -> Result<Vec<DataFile>> {
 
 /// Keeps the files whose partition segments match every `col=value` of `filter`
 /// (`a=1/b=2` requires both; values compare whole and decoded, so `n=1` does not select
-/// `n=10`; a column may sit at any depth).
+/// `n=10`; a column may sit at any depth). Alternatives separated by `;` match either
+/// (`a=1;a=2`: what a repeated `--partition-filter` becomes).
 pub fn filter_partitions(files: Vec<DataFile>, filter: &str) -> Result<Vec<DataFile>> {
-    let wanted = parse_partition_filter(filter)?;
+    let alternatives = filter
+        .split(';')
+        .filter(|a| !a.trim().is_empty())
+        .map(parse_partition_filter)
+        .collect::<Result<Vec<_>>>()?;
+    if alternatives.is_empty() {
+        parse_partition_filter(filter)?;
+    }
     Ok(files
         .into_iter()
         .filter(|file| {
-            wanted.iter().all(|(key, value)| {
-                file.partition
-                    .iter()
-                    .any(|(k, v)| k == key && v.as_deref() == value.as_deref())
+            alternatives.iter().any(|wanted| {
+                wanted.iter().all(|(key, value)| {
+                    file.partition
+                        .iter()
+                        .any(|(k, v)| k == key && v.as_deref() == value.as_deref())
+                })
             })
         })
         .collect())
 }
 
-/// Parses `a=1/b=2` (also `,`-separated) into decoded pairs.
+/// Joins repeated partition filters into one that matches any of them (`;`-separated).
+pub fn any_partition_filter(filters: &[String]) -> Option<String> {
+    (!filters.is_empty()).then(|| filters.join(";"))
+}
+
+/// Parses `a=1/b=2` (also `,`-separated) into decoded pairs; `;` separates alternatives,
+/// each checked.
 pub fn parse_partition_filter(filter: &str) -> Result<Vec<(String, Option<String>)>> {
+    if filter.contains(';') {
+        let mut first = None;
+        for alternative in filter.split(';').filter(|a| !a.trim().is_empty()) {
+            let pairs = parse_partition_filter(alternative)?;
+            first.get_or_insert(pairs);
+        }
+        return first.ok_or_else(|| {
+            Error::invalid_argument(
+                "partition filter",
+                filter,
+                "expected col=value[/col=value...]",
+            )
+        });
+    }
     let mut out = Vec::new();
     for segment in filter.split(['/', ',']).filter(|s| !s.trim().is_empty()) {
         let Some((key, value)) = segment.trim().split_once('=') else {
@@ -319,6 +349,25 @@ pub fn parse_partition_filter(filter: &str) -> Result<Vec<(String, Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alternatives_match_either() {
+        let file = |p: &str| DataFile {
+            relative: format!("{p}/x.parquet"),
+            path: object_store::path::Path::from(format!("{p}/x.parquet")),
+            size: 1,
+            partition: crate::dataset::partition::parse_hive_path(&format!("{p}/x.parquet")),
+        };
+        let files = vec![file("d=1"), file("d=2"), file("d=3")];
+        let kept = filter_partitions(files.clone(), "d=1;d=3").unwrap();
+        let names: Vec<&str> = kept.iter().map(|f| f.relative.as_str()).collect();
+        assert_eq!(names, vec!["d=1/x.parquet", "d=3/x.parquet"]);
+        assert!(filter_partitions(files, "d=1;nonsense").is_err());
+        assert_eq!(
+            any_partition_filter(&["a=1".into(), "a=2".into()]).as_deref(),
+            Some("a=1;a=2")
+        );
+    }
 
     #[test]
     fn data_paths_exclude_hidden_and_non_parquet() {

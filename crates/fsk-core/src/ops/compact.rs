@@ -63,6 +63,9 @@ pub struct CompactOptions {
     pub dry_run: bool,
     /// Wait up to this long for another writer's lease.
     pub wait: Option<Duration>,
+    /// Commit every this many groups (`None`: one commit). A failure keeps the parts
+    /// already committed ([`Error::PartiallyCommitted`] says how many).
+    pub commit_every: Option<usize>,
 }
 
 impl Default for CompactOptions {
@@ -77,6 +80,7 @@ impl Default for CompactOptions {
             row_group_size: None,
             dry_run: false,
             wait: None,
+            commit_every: None,
         }
     }
 }
@@ -141,6 +145,12 @@ impl CompactOptions {
         self
     }
 
+    /// Commits every `groups` groups, so that a failure keeps the parts done.
+    pub fn with_commit_every(mut self, groups: usize) -> Self {
+        self.commit_every = Some(groups);
+        self
+    }
+
     /// The target size in effect: the one given, else 128 MiB unless only rows are targeted.
     pub fn target_bytes(&self) -> Option<u64> {
         match (self.target_file_size, self.target_rows) {
@@ -176,6 +186,13 @@ impl CompactOptions {
                 "target_rows",
                 0,
                 "must be at least 1 row",
+            ));
+        }
+        if self.commit_every == Some(0) {
+            return Err(Error::invalid_argument(
+                "commit_every",
+                0,
+                "must be at least 1 group",
             ));
         }
         if self.min_input_files == 0 {
@@ -392,6 +409,8 @@ pub struct CompactReport {
     /// there was nothing to change). Once true, the changes are durable even if
     /// `cleanup_pending` is set.
     pub committed: bool,
+    /// Transactions committed: 1, or with `commit_every` one per part.
+    pub committed_parts: usize,
     /// Set when the operation committed but publishing or cleanup failed afterwards: the next
     /// operation or `fsk recover` finishes it. Do not retry the operation (its changes are
     /// already in). The CLI exits with code 3.
@@ -422,12 +441,17 @@ pub async fn compact(
     reject_file_path(location).await?;
     if options.dry_run {
         // A dry run only reads: no lease, no recovery, nothing written (as for merge).
-        let (mut report, _) = plan_and_run(engine, &scanner, location, options, None).await?;
+        let (mut report, _) =
+            plan_and_run(engine, &scanner, location, options, None, None).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
+    if let Some(every) = options.commit_every {
+        return compact_in_parts(engine, scanner, location, options, every, started).await;
+    }
     let mut tx = Transaction::begin(location, "compact", options.wait).await?;
-    let outcome = plan_and_run(engine, &scanner, location, options, Some(&tx.staging())).await;
+    let outcome =
+        plan_and_run(engine, &scanner, location, options, Some(&tx.staging()), None).await;
     let (mut report, entries) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -448,22 +472,150 @@ pub async fn compact(
     }
     let outcome = tx.commit().await?;
     report.committed = true;
+    report.committed_parts = 1;
     report.cleanup_pending = outcome.cleanup_pending;
-    let mut published = outcome.files.into_iter();
-    report.added_files.clear();
-    for (group, count) in report.groups.iter_mut().zip(per_group) {
+    attribute(&mut report.groups, per_group, outcome.files);
+    report.added_files = report
+        .groups
+        .iter()
+        .flat_map(|g| g.outputs.iter().cloned())
+        .collect();
+    report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    report.after_total_bytes =
+        Some(report.before_total_bytes - report.rewritten_bytes + report.bytes_written);
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Gives each group the published names of its outputs (`per_group[i]` files each, in order).
+fn attribute(
+    groups: &mut [CompactedGroup],
+    per_group: Vec<usize>,
+    published: Vec<crate::commit::PublishedFile>,
+) {
+    let mut published = published.into_iter();
+    for (group, count) in groups.iter_mut().zip(per_group) {
         group.outputs = published
             .by_ref()
             .take(count)
-            .map(|p| WrittenFile {
-                path: p.path,
-                row_count: p.row_count,
-                size_bytes: p.size_bytes,
-            })
+            .map(WrittenFile::from)
             .collect();
-        report.added_files.extend(group.outputs.iter().cloned());
     }
+}
+
+/// Compaction committed every `every` groups: planned once under the first lease, each part
+/// then rewritten and committed in its own transaction (its inputs checked to be still
+/// there), as Iceberg's partial progress does.
+async fn compact_in_parts(
+    engine: &str,
+    scanner: Arc<dyn Scanner>,
+    location: &Location,
+    options: &CompactOptions,
+    every: usize,
+    started: Instant,
+) -> Result<CompactReport> {
+    let tx = Transaction::begin(location, "compact", options.wait).await?;
+    let planning = CompactOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let (mut report, _) =
+        match plan_and_run(engine, &scanner, location, &planning, None, None).await {
+            Ok(planned) => planned,
+            Err(e) => {
+                tx.abort().await;
+                return Err(e);
+            }
+        };
+    let parts: Vec<std::collections::BTreeSet<String>> = report
+        .groups
+        .chunks(every)
+        .map(|groups| groups.iter().flat_map(|g| g.inputs.iter().cloned()).collect())
+        .collect();
+    let planned_parts = parts.len();
+    let partial = |committed: usize, e: Error| {
+        if committed == 0 {
+            e
+        } else {
+            Error::PartiallyCommitted {
+                path: location.to_string(),
+                operation: "compact".into(),
+                committed_parts: committed,
+                planned_parts,
+                source: Box::new(e),
+            }
+        }
+    };
+    // Each part packs exactly its planned groups: on their files alone, a folder's
+    // candidates may be fewer than `min_input_files`.
+    let part_options = CompactOptions {
+        min_input_files: 1,
+        ..options.clone()
+    };
+    report.dry_run = false;
+    report.groups.clear();
+    report.removed_files.clear();
+    report.added_files.clear();
+    let mut tx = Some(tx);
+    for files in &parts {
+        let committed = report.committed_parts;
+        let mut current = match tx.take() {
+            Some(tx) => tx,
+            None => Transaction::begin(location, "compact", options.wait)
+                .await
+                .map_err(|e| partial(committed, e))?,
+        };
+        let outcome = plan_and_run(
+            engine,
+            &scanner,
+            location,
+            &part_options,
+            Some(&current.staging()),
+            Some(files),
+        )
+        .await;
+        let (part, entries) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                current.abort().await;
+                return Err(partial(committed, e));
+            }
+        };
+        if part.groups.is_empty() {
+            current.abort().await;
+            continue;
+        }
+        let per_group: Vec<usize> = part.groups.iter().map(|g| g.outputs.len()).collect();
+        current.add_all(entries);
+        for removed in &part.removed_files {
+            current.remove(removed.clone());
+        }
+        let outcome = current.commit().await.map_err(|e| partial(committed, e))?;
+        report.committed = true;
+        report.committed_parts += 1;
+        if let Some(pending) = outcome.cleanup_pending {
+            report.cleanup_pending = Some(pending);
+        }
+        let mut groups = part.groups;
+        attribute(&mut groups, per_group, outcome.files);
+        report.execution = part.execution;
+        report.removed_files.extend(part.removed_files);
+        report.groups.extend(groups);
+    }
+    report.added_files = report
+        .groups
+        .iter()
+        .flat_map(|g| g.outputs.iter().cloned())
+        .collect();
     report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    let compacted = report.removed_files.len();
+    report.compacted_file_count = compacted;
+    report.after_file_count = report.before_file_count - compacted + report.added_files.len();
+    report.files_after = report.files_before - compacted + report.added_files.len();
+    report.rewritten_bytes = report.groups.iter().map(|g| g.input_bytes).sum();
+    report.bytes_read = report.rewritten_bytes;
+    report.rows_rewritten = report.groups.iter().map(|g| g.rows).sum();
+    report.preserved_files = report.files_before - compacted;
     report.after_total_bytes =
         Some(report.before_total_bytes - report.rewritten_bytes + report.bytes_written);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -476,6 +628,7 @@ async fn plan_and_run(
     location: &Location,
     options: &CompactOptions,
     staging: Option<&Staging>,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(CompactReport, Vec<PublishEntry>)> {
     // Listed under the lease: nothing changes between this listing and the commit.
     let all = match listing::list(location).await? {
@@ -504,6 +657,24 @@ async fn plan_and_run(
             files
         }
         None => all.clone(),
+    };
+    let in_scope = match only {
+        Some(only) => {
+            let files: Vec<DataFile> = in_scope
+                .into_iter()
+                .filter(|f| only.contains(&f.relative))
+                .collect();
+            if files.len() != only.len() {
+                return Err(Error::NoDataFiles {
+                    path: location.to_string(),
+                    criteria: "the planned inputs of this part (another writer changed them \
+                               since the compaction was planned)"
+                        .into(),
+                });
+            }
+            files
+        }
+        None => in_scope,
     };
     // Rows and codecs come from footers: read for every file in scope when the plan needs
     // them (a row target, a codec to enforce), else only for the planned inputs.
@@ -663,6 +834,7 @@ async fn plan_and_run(
         added_files,
         preserved_files: preserved,
         committed: false,
+        committed_parts: 0,
         cleanup_pending: None,
         elapsed_ms: 0,
     };

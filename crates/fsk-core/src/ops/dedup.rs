@@ -23,10 +23,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{PublishEntry, Transaction};
-use crate::dataset::footer::{FileMeta, read_footers};
-use crate::dataset::listing::{self, Listing};
+use crate::dataset::footer::FileMeta;
+use crate::dataset::listing;
 use crate::dataset::partition::PartitionSchema;
-use crate::dataset::schema::unify;
 use crate::dataset::storage::Location;
 use crate::engine::Scanner;
 use crate::error::{Error, Result};
@@ -157,33 +156,12 @@ async fn plan_and_run(
     options: &DedupOptions,
     tx: Option<&mut Transaction>,
 ) -> Result<(DedupReport, Vec<PublishEntry>)> {
-    let all = match listing::list(location).await? {
-        Listing::Dataset(files) if !files.is_empty() => files,
-        _ => {
-            return Err(Error::NotFound {
-                path: location.to_string(),
-            });
-        }
-    };
-    let in_scope = match &options.partition_filter {
-        Some(filter) => listing::filter_partitions(all, filter)?,
-        None => all,
-    };
-    if in_scope.is_empty() {
-        return Err(Error::NoDataFiles {
-            path: location.to_string(),
-            criteria: format!(
-                "partition_filter={}",
-                options.partition_filter.clone().unwrap_or_default()
-            ),
-        });
-    }
-    let metas = read_footers(location, in_scope).await?;
-    let schemas: Vec<SchemaRef> = metas.iter().map(|m| Arc::clone(&m.schema)).collect();
-    let file_schema = Arc::new(unify(&schemas)?);
-    let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
-    let partitions = PartitionSchema::infer(&layouts, &HashMap::new());
-    let dataset_schema = partitions.extend(&file_schema);
+    let crate::ops::Scope {
+        metas,
+        file_schema,
+        partitions,
+        dataset_schema,
+    } = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
     let partition_names = partitions.names();
     for column in options.key.iter().chain(&options.order_by) {
         if dataset_schema.field_with_name(column).is_err() {

@@ -41,6 +41,62 @@ pub struct Execution {
     pub write: Option<String>,
 }
 
+/// What a maintenance operation (dedup, optimize) works on: the footers of the data files
+/// in scope, their unified schema and the partition columns.
+pub(crate) struct Scope {
+    /// Every data file in scope, its footer read.
+    pub metas: Vec<crate::dataset::footer::FileMeta>,
+    /// The files' unified schema (without partition columns).
+    pub file_schema: arrow::datatypes::SchemaRef,
+    /// The partition columns, inferred from the folders.
+    pub partitions: crate::dataset::partition::PartitionSchema,
+    /// The file schema and the partition columns.
+    pub dataset_schema: arrow::datatypes::Schema,
+}
+
+impl Scope {
+    /// The data files of the dataset at `location` under `partition_filter`. A missing or
+    /// empty dataset is [`crate::Error::NotFound`]; a filter matching no folder is
+    /// [`crate::Error::NoDataFiles`] naming it.
+    pub(crate) async fn read(location: &Location, partition_filter: Option<&str>) -> Result<Self> {
+        use crate::dataset::listing::{self, Listing};
+        let all = match listing::list(location).await? {
+            Listing::Dataset(files) if !files.is_empty() => files,
+            _ => {
+                return Err(crate::Error::NotFound {
+                    path: location.to_string(),
+                });
+            }
+        };
+        let in_scope = match partition_filter {
+            Some(filter) => listing::filter_partitions(all, filter)?,
+            None => all,
+        };
+        if in_scope.is_empty() {
+            return Err(crate::Error::NoDataFiles {
+                path: location.to_string(),
+                criteria: format!("partition_filter={}", partition_filter.unwrap_or_default()),
+            });
+        }
+        let metas = crate::dataset::footer::read_footers(location, in_scope).await?;
+        let schemas: Vec<arrow::datatypes::SchemaRef> =
+            metas.iter().map(|m| Arc::clone(&m.schema)).collect();
+        let file_schema = Arc::new(crate::dataset::schema::unify(&schemas)?);
+        let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
+        let partitions = crate::dataset::partition::PartitionSchema::infer(
+            &layouts,
+            &std::collections::HashMap::new(),
+        );
+        let dataset_schema = partitions.extend(&file_schema);
+        Ok(Scope {
+            metas,
+            file_schema,
+            partitions,
+            dataset_schema,
+        })
+    }
+}
+
 /// What executes key matching on every engine today.
 pub const CORE_KEY_MATCH: &str = "arrow-rs";
 /// What encodes every file written.

@@ -104,11 +104,7 @@ pub async fn write_dataset(
     let files: Vec<WrittenFile> = outcome
         .files
         .into_iter()
-        .map(|p| WrittenFile {
-            path: p.path,
-            row_count: p.row_count,
-            size_bytes: p.size_bytes,
-        })
+        .map(WrittenFile::from)
         .collect();
     Ok(WriteReport {
         total_rows: files.iter().map(|f| f.row_count).sum(),

@@ -39,8 +39,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{PublishEntry, Staging, Transaction};
-use crate::dataset::footer::{FileMeta, read_footers};
-use crate::dataset::listing::{self, Listing};
+use crate::dataset::footer::FileMeta;
+use crate::dataset::listing;
 use crate::dataset::partition::PartitionSchema;
 use crate::dataset::schema::unify;
 use crate::dataset::storage::Location;
@@ -65,6 +65,9 @@ pub const MARKER_KEY: &str = "fsk.optimize";
 
 /// Most rows sampled in one folder.
 const MAX_SAMPLE_ROWS: usize = 1 << 20;
+
+/// Values per column kept, over all folders, for the quality measure's percentile slices.
+const QUALITY_SAMPLE: usize = 100_000;
 
 /// Options of an optimize.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -427,11 +430,7 @@ pub async fn optimize<B: DatasetBackend + ?Sized>(
     report.added_files = outcome
         .files
         .into_iter()
-        .map(|p| WrittenFile {
-            path: p.path,
-            row_count: p.row_count,
-            size_bytes: p.size_bytes,
-        })
+        .map(WrittenFile::from)
         .collect();
     let written: u64 = report.added_files.iter().map(|f| f.size_bytes).sum();
     report.after_total_bytes = Some(report.before_total_bytes - report.rewritten_bytes + written);
@@ -494,33 +493,12 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
     options: &OptimizeOptions,
     staging: Option<&Staging>,
 ) -> Result<(OptimizeReport, Vec<PublishEntry>)> {
-    let all = match listing::list(location).await? {
-        Listing::Dataset(files) if !files.is_empty() => files,
-        _ => {
-            return Err(Error::NotFound {
-                path: location.to_string(),
-            });
-        }
-    };
-    let in_scope = match &options.partition_filter {
-        Some(filter) => listing::filter_partitions(all, filter)?,
-        None => all,
-    };
-    if in_scope.is_empty() {
-        return Err(Error::NoDataFiles {
-            path: location.to_string(),
-            criteria: format!(
-                "partition_filter={}",
-                options.partition_filter.clone().unwrap_or_default()
-            ),
-        });
-    }
-    let metas = read_footers(location, in_scope).await?;
-    let schemas: Vec<SchemaRef> = metas.iter().map(|m| Arc::clone(&m.schema)).collect();
-    let file_schema: SchemaRef = Arc::new(unify(&schemas)?);
-    let layouts: Vec<_> = metas.iter().map(|m| m.file.partition.clone()).collect();
-    let partitions = PartitionSchema::infer(&layouts, &HashMap::new());
-    let dataset_schema = partitions.extend(&file_schema);
+    let crate::ops::Scope {
+        metas,
+        file_schema,
+        partitions,
+        dataset_schema,
+    } = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
     let partition_names = partitions.names();
     for column in &options.columns {
         if partition_names.contains(column) {
@@ -605,6 +583,7 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
         elapsed_ms: 0,
     };
     let mut planned_outputs = 0usize;
+    let total_rows: u64 = folders.values().flatten().map(|m| m.num_rows).sum();
     for (folder, mut metas) in folders {
         metas.sort_by(|a, b| a.file.relative.cmp(&b.file.relative));
         let rows: u64 = metas.iter().map(|m| m.num_rows).sum();
@@ -629,8 +608,14 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
             &mut execution,
         )
         .await?;
+        // The quality measure's slices: about QUALITY_SAMPLE values in all, each folder's
+        // share in proportion to its rows (its sample is uniform: every step-th row).
+        let share = (QUALITY_SAMPLE as u128 * u128::from(rows) / u128::from(total_rows.max(1)))
+            as usize
+            + 1;
+        let step = (sample.rows.len() / share).max(1);
         for (c, column) in values.iter_mut().enumerate() {
-            column.extend(sample.rows.iter().filter_map(|r| r[c].clone()));
+            column.extend(sample.rows.iter().step_by(step).filter_map(|r| r[c].clone()));
         }
         let done = already_optimized(&metas, options);
         if rows == 0 || done {
