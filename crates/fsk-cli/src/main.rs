@@ -1063,7 +1063,11 @@ async fn run_optimize(
         println!("  removed {} duplicate row(s)", report.deduplicated_rows);
     }
     for folder in &report.already_optimized {
-        let folder = if folder.is_empty() { "." } else { folder.as_str() };
+        let folder = if folder.is_empty() {
+            "."
+        } else {
+            folder.as_str()
+        };
         println!("  {folder}: already optimized, left as it was");
     }
     Ok(())

@@ -1303,9 +1303,16 @@ fn optimize_on_every_engine() {
         assert_eq!(report["engine"], engine, "{report}");
         assert_eq!(report["compacted_file_count"], 2, "{engine}: {report}");
         assert_eq!(report["deduplicated_rows"], 4, "{engine}: {report}");
-        assert_eq!(report["zorder_columns"], serde_json::json!(["amount", "day"]));
+        assert_eq!(
+            report["zorder_columns"],
+            serde_json::json!(["amount", "day"])
+        );
         assert_eq!(report["curve"], "zorder");
-        let sorter = if engine == "arrow" { "arrow-rs" } else { engine };
+        let sorter = if engine == "arrow" {
+            "arrow-rs"
+        } else {
+            engine
+        };
         assert_eq!(report["execution"]["sort"], sorter, "{report}");
         for key in [
             "before_file_count",
@@ -1342,10 +1349,21 @@ fn optimize_on_every_engine() {
         assert_eq!(again["committed"], false);
         let err = fails(&["--engine", engine, "optimize", &ds, "--zorder", "nope"]);
         assert!(err.contains("nope") && err.contains("amount"), "{err}");
-        let out = fsk(&["--engine", engine, "optimize", &ds, "--zorder", "id", "--curve", "peano"]);
+        let out = fsk(&[
+            "--engine", engine, "optimize", &ds, "--zorder", "id", "--curve", "peano",
+        ]);
         assert_eq!(out.status.code(), Some(2), "{engine}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("curve"));
-        let out = fsk(&["--engine", engine, "optimize", &ds, "--zorder", "id", "--target-rows", "-1"]);
+        let out = fsk(&[
+            "--engine",
+            engine,
+            "optimize",
+            &ds,
+            "--zorder",
+            "id",
+            "--target-rows",
+            "-1",
+        ]);
         assert_eq!(out.status.code(), Some(2), "{engine}");
         assert_eq!(dataset_rows(&ds).len(), 4);
     }

@@ -659,7 +659,10 @@ pub async fn compact_commits_in_parts(backend: &dyn DatasetBackend, fx: &Fixture
     assert_eq!(report.compacted_file_count, 9);
     assert_eq!(report.after_file_count, 3);
     assert_eq!(data_files(&loc).await.len(), 3);
-    assert_eq!(read_rows(backend, &loc, &ReadOptions::default()).await.1, before);
+    assert_eq!(
+        read_rows(backend, &loc, &ReadOptions::default()).await.1,
+        before
+    );
     let err = backend
         .compact(&loc, &CompactOptions::new().with_commit_every(0))
         .await
@@ -684,8 +687,15 @@ pub async fn compact_commits_in_parts(backend: &dyn DatasetBackend, fx: &Fixture
     }
     assert_eq!(err.kind(), "partially_committed");
     let files = data_files(&loc).await;
-    assert_eq!(files.len(), 1 + 3 + 3, "one folder compacted, two untouched: {files:?}");
-    assert_eq!(read_rows(backend, &loc, &ReadOptions::default()).await.1, before);
+    assert_eq!(
+        files.len(),
+        1 + 3 + 3,
+        "one folder compacted, two untouched: {files:?}"
+    );
+    assert_eq!(
+        read_rows(backend, &loc, &ReadOptions::default()).await.1,
+        before
+    );
     assert!(fsk_leftovers(&loc).await.is_empty());
     let rest = backend
         .compact(&loc, &CompactOptions::new().with_commit_every(1))

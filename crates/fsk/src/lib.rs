@@ -44,6 +44,7 @@ use std::sync::Arc;
 pub mod source;
 
 pub use fsk_core::commit::{RecoverOptions, RecoveryReport, recover, recover_with};
+pub use fsk_core::dataset::listing::any_partition_filter;
 pub use fsk_core::dataset::storage::{
     AzureOptions, GcsOptions, Location, S3Options, StorageOptions, StoreKind,
 };
@@ -54,12 +55,11 @@ pub use fsk_core::engine::{
 pub use fsk_core::error::{Error, Result, SqlErrorKind};
 pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::ops::dedup::{DedupOptions, DedupReport};
-pub use fsk_core::dataset::listing::any_partition_filter;
-pub use fsk_core::ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
     Strategy,
 };
+pub use fsk_core::ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use fsk_core::ops::sql::SqlSession;
 pub use fsk_core::ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
 pub use fsk_core::plan::scan::ReadOptions;

@@ -441,8 +441,7 @@ pub async fn compact(
     reject_file_path(location).await?;
     if options.dry_run {
         // A dry run only reads: no lease, no recovery, nothing written (as for merge).
-        let (mut report, _) =
-            plan_and_run(engine, &scanner, location, options, None, None).await?;
+        let (mut report, _) = plan_and_run(engine, &scanner, location, options, None, None).await?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
@@ -450,8 +449,15 @@ pub async fn compact(
         return compact_in_parts(engine, scanner, location, options, every, started).await;
     }
     let mut tx = Transaction::begin(location, "compact", options.wait).await?;
-    let outcome =
-        plan_and_run(engine, &scanner, location, options, Some(&tx.staging()), None).await;
+    let outcome = plan_and_run(
+        engine,
+        &scanner,
+        location,
+        options,
+        Some(&tx.staging()),
+        None,
+    )
+    .await;
     let (mut report, entries) = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -530,7 +536,12 @@ async fn compact_in_parts(
     let parts: Vec<std::collections::BTreeSet<String>> = report
         .groups
         .chunks(every)
-        .map(|groups| groups.iter().flat_map(|g| g.inputs.iter().cloned()).collect())
+        .map(|groups| {
+            groups
+                .iter()
+                .flat_map(|g| g.inputs.iter().cloned())
+                .collect()
+        })
         .collect();
     let planned_parts = parts.len();
     let partial = |committed: usize, e: Error| {

@@ -101,11 +101,7 @@ pub async fn write_dataset(
         }
     };
     let outcome = tx.commit().await?;
-    let files: Vec<WrittenFile> = outcome
-        .files
-        .into_iter()
-        .map(WrittenFile::from)
-        .collect();
+    let files: Vec<WrittenFile> = outcome.files.into_iter().map(WrittenFile::from).collect();
     Ok(WriteReport {
         total_rows: files.iter().map(|f| f.row_count).sum(),
         files,

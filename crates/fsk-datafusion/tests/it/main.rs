@@ -32,5 +32,9 @@ async fn merge_matches_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_keeps_rows_properties() {
-    fsk_conformance::proptests::maintenance_keeps_rows(&fsk_datafusion::DataFusionBackend::new(), 24).await;
+    fsk_conformance::proptests::maintenance_keeps_rows(
+        &fsk_datafusion::DataFusionBackend::new(),
+        24,
+    )
+    .await;
 }

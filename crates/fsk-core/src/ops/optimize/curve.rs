@@ -143,8 +143,10 @@ mod tests {
                 })
                 .collect();
         }
-        let mut indexed: Vec<(u64, Vec<u32>)> =
-            cells.into_iter().map(|c| (curve.index(&c, bits), c)).collect();
+        let mut indexed: Vec<(u64, Vec<u32>)> = cells
+            .into_iter()
+            .map(|c| (curve.index(&c, bits), c))
+            .collect();
         indexed.sort();
         let indices: Vec<u64> = indexed.iter().map(|(i, _)| *i).collect();
         let expected: Vec<u64> = (0..indices.len() as u64).collect();

@@ -48,8 +48,7 @@ pub fn plan_cuts(sorted: &[u64], rows: u64, target_rows: u64) -> Vec<u64> {
             }
             None => {
                 // One value fills the whole window: cut at the next change.
-                match ((start + high).max(1)..sorted.len()).find(|&p| sorted[p - 1] != sorted[p])
-                {
+                match ((start + high).max(1)..sorted.len()).find(|&p| sorted[p - 1] != sorted[p]) {
                     Some(p) => {
                         cuts.push(sorted[p]);
                         start = p;

@@ -427,11 +427,7 @@ pub async fn optimize<B: DatasetBackend + ?Sized>(
     let outcome = tx.commit().await?;
     report.committed = true;
     report.cleanup_pending = outcome.cleanup_pending;
-    report.added_files = outcome
-        .files
-        .into_iter()
-        .map(WrittenFile::from)
-        .collect();
+    report.added_files = outcome.files.into_iter().map(WrittenFile::from).collect();
     let written: u64 = report.added_files.iter().map(|f| f.size_bytes).sum();
     report.after_total_bytes = Some(report.before_total_bytes - report.rewritten_bytes + written);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -530,7 +526,12 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
     let encoders: Vec<Encoder> = options
         .columns
         .iter()
-        .map(|c| Encoder::new(c, file_schema.field_with_name(c).expect("checked").data_type()))
+        .map(|c| {
+            Encoder::new(
+                c,
+                file_schema.field_with_name(c).expect("checked").data_type(),
+            )
+        })
         .collect::<Result<_>>()?;
     let bits = curve::bits_per_column(options.columns.len());
 
@@ -615,7 +616,13 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
             + 1;
         let step = (sample.rows.len() / share).max(1);
         for (c, column) in values.iter_mut().enumerate() {
-            column.extend(sample.rows.iter().step_by(step).filter_map(|r| r[c].clone()));
+            column.extend(
+                sample
+                    .rows
+                    .iter()
+                    .step_by(step)
+                    .filter_map(|r| r[c].clone()),
+            );
         }
         let done = already_optimized(&metas, options);
         if rows == 0 || done {
@@ -674,7 +681,8 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
         report.rows_rewritten += rows;
         report.compacted_file_count += metas.len();
         report.rewritten_bytes += bytes;
-        report.removed_files
+        report
+            .removed_files
             .extend(metas.iter().map(|m| m.file.relative.clone()));
         report.planned_groups.push(PlannedGroupSummary {
             files: metas.iter().map(|m| m.file.relative.clone()).collect(),
@@ -765,7 +773,12 @@ async fn sample_folder(
     let columns = Arc::new(Schema::new(
         encoders
             .iter()
-            .map(|e| file_schema.field_with_name(&e.name).expect("checked").clone())
+            .map(|e| {
+                file_schema
+                    .field_with_name(&e.name)
+                    .expect("checked")
+                    .clone()
+            })
             .collect::<Vec<_>>(),
     ));
     let plan = whole_files(location, metas, file_schema, columns, 65_536);
@@ -967,7 +980,9 @@ async fn rewrite_folder<B: DatasetBackend + ?Sized>(
                 continue;
             }
             let mut end = match job.cuts.get(next_cut) {
-                Some(&cut) => offset + curve_values.values()[offset..len].partition_point(|&v| v < cut),
+                Some(&cut) => {
+                    offset + curve_values.values()[offset..len].partition_point(|&v| v < cut)
+                }
                 None => len,
             };
             end = end.min(offset + (job.target - file_rows) as usize);
@@ -977,7 +992,11 @@ async fn rewrite_folder<B: DatasetBackend + ?Sized>(
             }
             let current = bounds.last_mut().expect("pushed above");
             for (c, encoder) in encoders.iter().enumerate() {
-                widen(&mut current[c], encoder, slice.column_by_name(&encoder.name).expect("in schema"))?;
+                widen(
+                    &mut current[c],
+                    encoder,
+                    slice.column_by_name(&encoder.name).expect("in schema"),
+                )?;
             }
             writer.write_into(job.folder, &slice).await?;
             file_rows += (end - offset) as u64;

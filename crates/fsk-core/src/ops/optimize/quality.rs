@@ -48,7 +48,11 @@ pub fn slice_fraction(files: &[Bounds], sorted: &[Box<[u8]>]) -> Option<f64> {
 
 /// The average fraction of files that a 1% slice on each of two columns at once opens, over
 /// every pair of slices. `files[f] = (bounds on the first column, on the second)`.
-pub fn pair_fraction(files: &[(Bounds, Bounds)], first: &[Box<[u8]>], second: &[Box<[u8]>]) -> Option<f64> {
+pub fn pair_fraction(
+    files: &[(Bounds, Bounds)],
+    first: &[Box<[u8]>],
+    second: &[Box<[u8]>],
+) -> Option<f64> {
     let (a, b) = (percentile_slices(first), percentile_slices(second));
     if files.is_empty() || a.is_empty() || b.is_empty() {
         return None;
@@ -75,7 +79,9 @@ mod tests {
     fn disjoint_files_open_one_in_n() {
         // Values 0..200, ten files of twenty values each.
         let sorted: Vec<Box<[u8]>> = (0..200u8).map(b).collect();
-        let files: Vec<Bounds> = (0..10u8).map(|i| Some((b(i * 20), b(i * 20 + 19)))).collect();
+        let files: Vec<Bounds> = (0..10u8)
+            .map(|i| Some((b(i * 20), b(i * 20 + 19))))
+            .collect();
         let f = slice_fraction(&files, &sorted).unwrap();
         assert!((f - 0.1).abs() < 1e-9, "{f}");
         // A file spanning everything is opened by every slice.

@@ -213,7 +213,10 @@ mod tests {
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
         assert!(pairs.windows(2).all(|w| w[0].1 <= w[1].1), "order kept");
         assert_eq!(pairs.first().unwrap().1, 0);
-        assert!(pairs.last().unwrap().1 >= 250, "the tail reaches the top ranks");
+        assert!(
+            pairs.last().unwrap().1 >= 250,
+            "the tail reaches the top ranks"
+        );
         // Nulls rank first.
         assert_eq!(ranks[96], 0);
     }
