@@ -703,4 +703,17 @@ pub async fn compact_commits_in_parts(backend: &dyn DatasetBackend, fx: &Fixture
         .expect("the rerun");
     assert_eq!(rest.committed_parts, 2);
     assert_eq!(data_files(&loc).await.len(), 3);
+    // Nothing left to do: no part, and the lease is released.
+    let none = backend
+        .compact(&loc, &CompactOptions::new().with_commit_every(1))
+        .await
+        .expect("nothing to do");
+    assert_eq!(none.committed_parts, 0);
+    assert!(!none.committed);
+    assert_eq!(none.after_total_bytes, Some(none.before_total_bytes));
+    assert!(
+        fsk_leftovers(&loc).await.is_empty(),
+        "{:?}",
+        fsk_leftovers(&loc).await
+    );
 }

@@ -225,6 +225,7 @@ macro_rules! __with_checks {
         optimize_checks::optimize_sorts_beyond_the_budget,
         optimize_checks::optimize_prunes_a_one_percent_slice,
         optimize_checks::optimize_errors_are_typed,
+        optimize_checks::optimize_handles_columns_some_folders_lack,
         sql_checks::sql_aggregates_with_typed_partition_columns,
         sql_checks::sql_binds_typed_parameters,
         sql_checks::sql_joins_two_datasets,

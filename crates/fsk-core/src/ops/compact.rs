@@ -467,6 +467,9 @@ pub async fn compact(
     };
     if options.dry_run || report.groups.is_empty() {
         tx.abort().await;
+        if !options.dry_run {
+            report.after_total_bytes = Some(report.before_total_bytes);
+        }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
@@ -612,6 +615,10 @@ async fn compact_in_parts(
         report.execution = part.execution;
         report.removed_files.extend(part.removed_files);
         report.groups.extend(groups);
+    }
+    if let Some(unused) = tx {
+        // Nothing to compact: the planning lease is released.
+        unused.abort().await;
     }
     report.added_files = report
         .groups

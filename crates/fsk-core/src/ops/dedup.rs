@@ -289,7 +289,11 @@ pub(crate) async fn find_duplicates(
             .map(|f| SortField::new(f.data_type().clone()))
             .collect()
     };
-    let keys = RowConverter::new(fields(key)).map_err(|e| Error::arrow("encoding keys", e))?;
+    // A key of partition columns only is constant in a folder: every row shares it.
+    let keys = (!key.is_empty())
+        .then(|| RowConverter::new(fields(key)))
+        .transpose()
+        .map_err(|e| Error::arrow("encoding keys", e))?;
     let orders = (!order_by.is_empty())
         .then(|| RowConverter::new(fields(order_by)))
         .transpose()
@@ -331,9 +335,13 @@ pub(crate) async fn find_duplicates(
                     .map(|n| Arc::clone(batch.column_by_name(n).expect("scanned")))
                     .collect()
             };
-            let key_rows = keys
-                .convert_columns(&pick(key))
-                .map_err(|e| Error::arrow("encoding keys", e))?;
+            let key_rows = match &keys {
+                Some(c) => Some(
+                    c.convert_columns(&pick(key))
+                        .map_err(|e| Error::arrow("encoding keys", e))?,
+                ),
+                None => None,
+            };
             let order_rows = match &orders {
                 Some(c) => Some(
                     c.convert_columns(&pick(order_by))
@@ -346,9 +354,10 @@ pub(crate) async fn find_duplicates(
                 let order = order_rows
                     .as_ref()
                     .map(|o| Box::<[u8]>::from(o.row(row).data()));
-                match best.get_mut(key_rows.row(row).data()) {
+                let key_bytes: &[u8] = key_rows.as_ref().map_or(&[], |k| k.row(row).data());
+                match best.get_mut(key_bytes) {
                     None => {
-                        best.insert(key_rows.row(row).data().into(), (index, at, order));
+                        best.insert(key_bytes.into(), (index, at, order));
                     }
                     Some(slot) => {
                         // A strictly higher order wins; ties keep the first row.

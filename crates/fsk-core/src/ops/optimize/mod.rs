@@ -332,6 +332,8 @@ struct Marker {
     target_file_size: Option<u64>,
     dedup_key: Vec<String>,
     dedup_order_by: Vec<String>,
+    #[serde(default = "aligned_default")]
+    aligned_cuts: bool,
     /// The optimize run that wrote the file.
     run: String,
     /// Rows that run wrote into the folder.
@@ -347,6 +349,7 @@ impl Marker {
             target_file_size: options.target_file_size,
             dedup_key: options.dedup_key.clone(),
             dedup_order_by: options.dedup_order_by.clone(),
+            aligned_cuts: options.aligned_cuts,
             run: run.to_string(),
             folder_rows,
         }
@@ -369,6 +372,10 @@ impl Marker {
             ..other.clone()
         }
     }
+}
+
+fn aligned_default() -> bool {
+    true
 }
 
 /// Whether the folder's files are exactly what one optimize with this request wrote.
@@ -417,6 +424,7 @@ pub async fn optimize<B: DatasetBackend + ?Sized>(
     };
     if report.removed_files.is_empty() {
         tx.abort().await;
+        report.after_total_bytes = Some(report.before_total_bytes);
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
@@ -840,6 +848,24 @@ async fn rewrite_folder<B: DatasetBackend + ?Sized>(
         Arc::clone(&schemas[0])
     } else {
         Arc::new(unify(&schemas)?)
+    };
+    // A clustering column that no file of this folder has yet (added to the dataset later)
+    // is read as nulls, and written as such.
+    let missing: Vec<Field> = options
+        .columns
+        .iter()
+        .filter(|c| schema.field_with_name(c).is_err())
+        .map(|c| {
+            let field = job.file_schema.field_with_name(c).expect("checked");
+            field.as_ref().clone().with_nullable(true)
+        })
+        .collect();
+    let schema: SchemaRef = if missing.is_empty() {
+        schema
+    } else {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(missing);
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
     };
     let plan = whole_files(
         location,
