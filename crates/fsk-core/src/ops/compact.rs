@@ -720,27 +720,33 @@ async fn plan_and_run(
         })
         .collect();
     let plan = plan_compaction(&plan_inputs, options);
-    if !needs_footers {
-        // Footers of the inputs only: rows, schemas, and the reader metadata to stream them.
+    // Without a row target or a codec to enforce, planning needs sizes only. A real run then
+    // reads each group's footers just before rewriting it, so memory holds the footers of the
+    // groups in flight, not those of every input; a dry run reads them for the row counts,
+    // keeping nothing else.
+    let lazy = !needs_footers && !options.dry_run && staging.is_some();
+    let mut rows_of: BTreeMap<String, u64> =
+        metas.iter().map(|(r, m)| (r.clone(), m.num_rows)).collect();
+    if !needs_footers && !lazy {
         let inputs: Vec<DataFile> = plan
             .iter()
             .flat_map(|g| g.inputs.iter().map(|r| (*by_name[r.as_str()]).clone()))
             .collect();
-        for meta in read_footers(location, inputs).await? {
-            metas.insert(meta.file.relative.clone(), meta);
+        let mut footers = futures::stream::iter(inputs)
+            .map(|file| crate::dataset::footer::read_footer(location, file))
+            .buffered(crate::dataset::footer::FOOTER_CONCURRENCY);
+        while let Some(meta) = footers.next().await {
+            let meta = meta?;
+            rows_of.insert(meta.file.relative.clone(), meta.num_rows);
         }
     }
     // A group of files that hold no rows at all is left alone: rewriting it would write
-    // nothing and remove the files that carry the schema.
+    // nothing and remove the files that carry the schema (found here when the rows are
+    // known, else when the group's footers are read).
     let plan: Vec<PlannedGroup> = plan
         .into_iter()
-        .filter(|g| g.inputs.iter().any(|r| metas[r].num_rows > 0))
+        .filter(|g| lazy || g.inputs.iter().any(|r| rows_of[r] > 0))
         .collect();
-    let metas: BTreeMap<String, FileMeta> = metas
-        .into_iter()
-        .filter(|(r, _)| plan.iter().any(|g| g.inputs.contains(r)))
-        .collect();
-    let preserved = all.len() - metas.len();
     let in_scope_bytes: u64 = in_scope.iter().map(|f| f.size).sum();
     let in_scope_count = in_scope.len();
     let mut groups: Vec<CompactedGroup> = plan
@@ -749,18 +755,28 @@ async fn plan_and_run(
             folder: g.folder.clone(),
             inputs: g.inputs.clone(),
             input_bytes: g.input_bytes,
-            rows: g.inputs.iter().map(|r| metas[r].num_rows).sum(),
+            rows: g.inputs.iter().filter_map(|r| rows_of.get(r)).sum(),
             outputs: Vec::new(),
         })
         .collect();
     let mut entries = Vec::new();
     let mut execution = crate::ops::Execution::default();
     if let Some(staging) = staging.filter(|_| !options.dry_run && !plan.is_empty()) {
-        let jobs: Vec<(PlannedGroup, Vec<FileMeta>)> = plan
+        let jobs: Vec<(PlannedGroup, GroupInputs)> = plan
             .iter()
             .map(|group| {
-                let files = group.inputs.iter().map(|r| metas[r].clone()).collect();
-                (group.clone(), files)
+                let inputs = if lazy {
+                    GroupInputs::Files(
+                        group
+                            .inputs
+                            .iter()
+                            .map(|r| (*by_name[r.as_str()]).clone())
+                            .collect(),
+                    )
+                } else {
+                    GroupInputs::Footers(group.inputs.iter().map(|r| metas[r].clone()).collect())
+                };
+                (group.clone(), inputs)
             })
             .collect();
         // Each group is a spawned task (started lazily, GROUPS_IN_PARALLEL at a time), so
@@ -779,7 +795,11 @@ async fn plan_and_run(
             GROUPS_IN_PARALLEL,
         )
         .await?;
-        for (group, (staged, executor)) in groups.iter_mut().zip(written) {
+        for (group, (staged, executor, input_rows)) in groups.iter_mut().zip(written) {
+            group.rows = input_rows;
+            if input_rows == 0 {
+                continue;
+            }
             execution.scan = Some(executor.to_string());
             execution.write = Some(crate::ops::CORE_WRITER.to_string());
             let rows: u64 = staged.iter().map(|e| e.row_count).sum();
@@ -801,8 +821,11 @@ async fn plan_and_run(
             entries.extend(staged);
         }
     }
+    // Groups found without rows when their footers were read are left alone.
+    groups.retain(|g| g.rows > 0);
     let removed_files: Vec<String> = groups.iter().flat_map(|g| g.inputs.clone()).collect();
     let added_files: Vec<WrittenFile> = groups.iter().flat_map(|g| g.outputs.clone()).collect();
+    let preserved = all.len() - removed_files.len();
     let planned_outputs = if options.dry_run {
         groups
             .iter()
@@ -874,15 +897,24 @@ async fn only_fsk_dir(location: &Location) -> Result<bool> {
     Ok(names.into_iter().all(|n| n == crate::commit::FSK_DIR))
 }
 
-/// Streams a group's files, in order, into new files in the group's folder.
+/// Streams a group's files, in order, into new files in the group's folder (reading their
+/// footers first when planning did not), and returns the rows its inputs hold.
 async fn rewrite_group(
     scanner: Arc<dyn Scanner>,
     location: Location,
     staging: Staging,
     options: CompactOptions,
     group: PlannedGroup,
-    files: Vec<FileMeta>,
-) -> Result<(Vec<PublishEntry>, &'static str)> {
+    inputs: GroupInputs,
+) -> Result<(Vec<PublishEntry>, &'static str, u64)> {
+    let files = match inputs {
+        GroupInputs::Footers(metas) => metas,
+        GroupInputs::Files(files) => read_footers(&location, files).await?,
+    };
+    let input_rows: u64 = files.iter().map(|m| m.num_rows).sum();
+    if input_rows == 0 {
+        return Ok((Vec::new(), "", 0));
+    }
     let schemas: Vec<SchemaRef> = files.iter().map(|m| Arc::clone(&m.schema)).collect();
     // Identical schemas are kept exactly (nullability included); evolved ones unify by
     // lossless promotion, as on read.
@@ -940,7 +972,14 @@ async fn rewrite_group(
     while let Some(batch) = stream.next().await {
         writer.write_into(&group.folder, &batch?).await?;
     }
-    Ok((writer.finish_allow_none().await?, scan.executor))
+    Ok((writer.finish_allow_none().await?, scan.executor, input_rows))
+}
+
+/// A group's inputs: their footers, read while planning, or the files, whose footers the
+/// rewrite reads.
+enum GroupInputs {
+    Footers(Vec<FileMeta>),
+    Files(Vec<DataFile>),
 }
 
 #[cfg(test)]
