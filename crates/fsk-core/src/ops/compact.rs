@@ -419,6 +419,18 @@ pub struct CompactReport {
     pub elapsed_ms: u64,
 }
 
+impl CompactReport {
+    /// Sets `added_files` and `bytes_written` from the groups' published outputs.
+    fn collect_outputs(&mut self) {
+        self.added_files = self
+            .groups
+            .iter()
+            .flat_map(|g| g.outputs.iter().cloned())
+            .collect();
+        self.bytes_written = self.added_files.iter().map(|f| f.size_bytes).sum();
+    }
+}
+
 /// One planned group in the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedGroupSummary {
@@ -484,12 +496,7 @@ pub async fn compact(
     report.committed_parts = 1;
     report.cleanup_pending = outcome.cleanup_pending;
     attribute(&mut report.groups, per_group, outcome.files);
-    report.added_files = report
-        .groups
-        .iter()
-        .flat_map(|g| g.outputs.iter().cloned())
-        .collect();
-    report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    report.collect_outputs();
     report.after_total_bytes =
         Some(report.before_total_bytes - report.rewritten_bytes + report.bytes_written);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -620,12 +627,7 @@ async fn compact_in_parts(
         // Nothing to compact: the planning lease is released.
         unused.abort().await;
     }
-    report.added_files = report
-        .groups
-        .iter()
-        .flat_map(|g| g.outputs.iter().cloned())
-        .collect();
-    report.bytes_written = report.added_files.iter().map(|f| f.size_bytes).sum();
+    report.collect_outputs();
     let compacted = report.removed_files.len();
     report.compacted_file_count = compacted;
     report.after_file_count = report.before_file_count - compacted + report.added_files.len();

@@ -156,36 +156,23 @@ async fn plan_and_run(
     options: &DedupOptions,
     tx: Option<&mut Transaction>,
 ) -> Result<(DedupReport, Vec<PublishEntry>)> {
-    let crate::ops::Scope {
-        metas,
-        file_schema,
-        partitions,
-        dataset_schema,
-    } = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
-    let partition_names = partitions.names();
-    for column in options.key.iter().chain(&options.order_by) {
-        if dataset_schema.field_with_name(column).is_err() {
-            return Err(Error::column_not_found(column, "dataset", &dataset_schema));
-        }
-    }
+    let scope = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
+    scope.require(options.key.iter().chain(&options.order_by))?;
     // Partition columns are constant in a folder, and folders are deduplicated apart.
-    let stored = |columns: &[String]| -> Vec<String> {
-        columns
-            .iter()
-            .filter(|c| !partition_names.contains(c))
-            .cloned()
-            .collect()
-    };
     let key: Vec<String> = if options.key.is_empty() {
-        file_schema
+        scope
+            .file_schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect()
     } else {
-        stored(&options.key)
+        scope.stored(&options.key)
     };
-    let order_by = stored(&options.order_by);
+    let order_by = scope.stored(&options.order_by);
+    let crate::ops::Scope {
+        metas, file_schema, ..
+    } = scope;
     let mut folders: BTreeMap<String, Vec<FileMeta>> = BTreeMap::new();
     for meta in metas {
         let folder = meta

@@ -95,6 +95,32 @@ impl Scope {
             dataset_schema,
         })
     }
+
+    /// Fails with [`crate::Error::ColumnNotFound`] (listing the dataset's columns) for the
+    /// first of `columns` the dataset does not have.
+    pub(crate) fn require<'a>(&self, columns: impl IntoIterator<Item = &'a String>) -> Result<()> {
+        for column in columns {
+            if self.dataset_schema.field_with_name(column).is_err() {
+                return Err(crate::Error::column_not_found(
+                    column,
+                    "dataset",
+                    &self.dataset_schema,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `columns` without the partition columns: those stored in the files (a partition
+    /// column is constant within a folder).
+    pub(crate) fn stored(&self, columns: &[String]) -> Vec<String> {
+        let partitions = self.partitions.names();
+        columns
+            .iter()
+            .filter(|c| !partitions.contains(c))
+            .cloned()
+            .collect()
+    }
 }
 
 /// What executes key matching on every engine today.

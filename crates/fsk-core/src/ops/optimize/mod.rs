@@ -497,13 +497,8 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
     options: &OptimizeOptions,
     staging: Option<&Staging>,
 ) -> Result<(OptimizeReport, Vec<PublishEntry>)> {
-    let crate::ops::Scope {
-        metas,
-        file_schema,
-        partitions,
-        dataset_schema,
-    } = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
-    let partition_names = partitions.names();
+    let scope = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
+    let partition_names = scope.partitions.names();
     for column in &options.columns {
         if partition_names.contains(column) {
             return Err(Error::invalid_argument(
@@ -513,24 +508,14 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
                  between partitions",
             ));
         }
-        if file_schema.field_with_name(column).is_err() {
-            return Err(Error::column_not_found(column, "dataset", &dataset_schema));
-        }
+        scope.require([column])?;
     }
-    for column in options.dedup_key.iter().chain(&options.dedup_order_by) {
-        if dataset_schema.field_with_name(column).is_err() {
-            return Err(Error::column_not_found(column, "dataset", &dataset_schema));
-        }
-    }
-    let stored = |columns: &[String]| -> Vec<String> {
-        columns
-            .iter()
-            .filter(|c| !partition_names.contains(c))
-            .cloned()
-            .collect()
-    };
-    let dedup_key = stored(&options.dedup_key);
-    let dedup_order = stored(&options.dedup_order_by);
+    scope.require(options.dedup_key.iter().chain(&options.dedup_order_by))?;
+    let dedup_key = scope.stored(&options.dedup_key);
+    let dedup_order = scope.stored(&options.dedup_order_by);
+    let crate::ops::Scope {
+        metas, file_schema, ..
+    } = scope;
     let encoders: Vec<Encoder> = options
         .columns
         .iter()
