@@ -584,6 +584,7 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
         let bytes: u64 = metas.iter().map(|m| m.file.size).sum();
         report.before_file_count += metas.len();
         report.before_total_bytes += bytes;
+        let first = before[0].len();
         for meta in &metas {
             for (c, encoder) in encoders.iter().enumerate() {
                 before[c].push(footer_bounds(meta, encoder));
@@ -623,8 +624,9 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
                 report.already_optimized.push(folder.clone());
             }
             planned_outputs += metas.len();
-            for (c, encoder) in encoders.iter().enumerate() {
-                after[c].extend(metas.iter().map(|m| footer_bounds(m, encoder)));
+            // Left as they are: their bounds after are those before.
+            for (c, bounds) in after.iter_mut().enumerate() {
+                bounds.extend_from_slice(&before[c][first..]);
             }
             continue;
         }
