@@ -231,7 +231,9 @@ macro_rules! __with_checks {
         sql_checks::sql_joins_two_datasets,
         sql_checks::sql_reads_evolved_schemas,
         sql_checks::sql_errors_are_typed,
-        sql_checks::sql_prunes_before_reading
+        sql_checks::sql_prunes_before_reading,
+        sql_checks::sql_opens_only_what_pruning_allows,
+        sql_checks::sql_out_of_memory_is_typed
             }
     };
 }

@@ -410,6 +410,192 @@ pub async fn sql_prunes_before_reading(backend: &dyn DatasetBackend, fx: &Fixtur
         .expect_err("a full scan reads the damaged pages");
 }
 
+/// A query whose state cannot spill (one list of millions of strings) under a small budget
+/// fails with the out-of-memory class, on every SQL engine, and leaves the dataset as it was.
+pub async fn sql_out_of_memory_is_typed(backend: &dyn DatasetBackend, fx: &Fixture) {
+    if !has_sql(backend, fx).await {
+        return;
+    }
+    let loc = fx.location("t");
+    backend
+        .write(
+            &loc,
+            batches(vec![sample(0, 2000)]),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    let before = crate::data::all_objects(&loc).await;
+    let spill = tempfile::tempdir().expect("spill folder");
+    let mut s = session(backend).with_memory(fsk_core::plan::sort::MemoryBudget {
+        bytes: 32 << 20,
+        spill_dir: Some(spill.path().to_path_buf()),
+    });
+    s.register("t", loc.clone()).expect("register");
+    // 4 million names, about 100 MB in one aggregate state.
+    let err = query(&s, "SELECT array_agg(a.name) AS l FROM t a, t b", &[])
+        .await
+        .expect_err("a 100 MB list in 32 MiB");
+    assert_eq!(err.kind(), "sql_out_of_memory", "{err}");
+    assert_eq!(crate::data::all_objects(&loc).await, before);
+}
+
+/// Requests and bytes read per data file (by path in the store) in `log`; a read of the
+/// whole object counts its listed size.
+fn reads_per_file(
+    log: &[crate::store::Request],
+    sizes: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, (usize, u64)> {
+    let mut per_file = std::collections::BTreeMap::new();
+    for request in log {
+        let Some(&size) = sizes.get(&request.path) else {
+            continue;
+        };
+        if request.kind != crate::store::Kind::Get {
+            continue;
+        }
+        let bytes = if request.ranges.is_empty() {
+            size
+        } else {
+            request
+                .ranges
+                .iter()
+                .map(|r| r.end.min(size).saturating_sub(r.start.min(size)))
+                .sum()
+        };
+        let entry = per_file.entry(request.path.clone()).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += bytes;
+    }
+    per_file
+}
+
+/// Pruning counted through a logging store, on every store: a query sees every file's
+/// footer only when it needs it, and opens beyond the footer only the files its `WHERE`
+/// can match. A partition filter (literal or parameter) leaves other folders unread (their
+/// footers too, but the first file's, which gives the schema); a filter on a column with
+/// footer statistics reads the other files' footers and nothing more.
+pub async fn sql_opens_only_what_pruning_allows(backend: &dyn DatasetBackend, fx: &Fixture) {
+    if !has_sql(backend, fx).await {
+        return;
+    }
+    let (counting, loc) = fx.counted("t");
+    let options = WriteOptions::default().with_partition_by(["day"]);
+    // Each day folder holds a file of low ids and a file of high ids.
+    for start in [0, 1_000_000] {
+        backend
+            .write(&loc, batches(vec![sample(start, 3000)]), &options)
+            .await
+            .expect("write");
+    }
+    let files = fsk_core::dataset::listing::data_files(&loc)
+        .await
+        .expect("list");
+    assert_eq!(files.len(), 6, "two files per day");
+    let sizes: std::collections::BTreeMap<String, u64> =
+        files.iter().map(|f| (f.path.to_string(), f.size)).collect();
+    let mut low = std::collections::BTreeSet::new();
+    for file in &files {
+        let meta = fsk_core::dataset::footer::read_footer(&loc, file.clone())
+            .await
+            .expect("footer");
+        let max = meta.column_stats["id"].max.clone().expect("max id");
+        if max.to_string().parse::<i64>().expect("an id") < 1_000_000 {
+            low.insert(file.path.to_string());
+        }
+    }
+    assert_eq!(low.len(), 3);
+    // What planning alone reads of each file: its footer.
+    counting.take();
+    fsk_core::plan::scan::plan_scan(&loc, &Default::default())
+        .await
+        .expect("plan");
+    let footers = reads_per_file(&counting.take(), &sizes);
+    assert_eq!(footers.len(), 6, "planning reads every footer: {footers:?}");
+
+    let mut s = session(backend);
+    s.register("t", loc.clone()).expect("register");
+    let run = async |sql: &str, params: &[SqlParam]| {
+        counting.take();
+        let rows = query(&s, sql, params).await.expect("query");
+        (rows, reads_per_file(&counting.take(), &sizes))
+    };
+    let total = |reads: &std::collections::BTreeMap<String, (usize, u64)>| -> u64 {
+        reads.values().map(|(_, b)| b).sum()
+    };
+    let beyond_footer = |reads: &std::collections::BTreeMap<String, (usize, u64)>| {
+        reads
+            .iter()
+            .filter(|(path, read)| footers.get(*path).is_none_or(|f| f != *read))
+            .map(|(path, _)| path.clone())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let select = "SELECT CAST(count(name) AS BIGINT) AS n, CAST(sum(amount) AS BIGINT) AS s FROM t";
+    let (rows, full) = run(select, &[]).await;
+    assert_eq!(rows, vec!["n=4800|s=4513495500".to_string()]);
+    assert_eq!(
+        beyond_footer(&full).len(),
+        6,
+        "a full scan reads every file: {full:?}"
+    );
+
+    // Partition pruning, by a literal and by a parameter.
+    let day2 = |path: &String| path.contains("day=2025-01-02");
+    let first = sizes.keys().next().expect("a file").clone();
+    for (sql, params) in [
+        (format!("{select} WHERE day = DATE '2025-01-02'"), vec![]),
+        (
+            format!("{select} WHERE day = ?"),
+            vec![SqlParam::Date(20090)],
+        ),
+    ] {
+        let (rows, reads) = run(&sql, &params).await;
+        assert_eq!(rows, vec!["n=1600|s=1504497000".to_string()], "{sql}");
+        let elsewhere: Vec<&String> = reads.keys().filter(|p| !day2(p)).collect();
+        assert!(
+            elsewhere.is_empty() || (elsewhere == [&first] && reads[&first] == footers[&first]),
+            "{sql}: other folders read: {reads:?}"
+        );
+        assert!(
+            total(&reads) < total(&full) / 2,
+            "{sql}: {reads:?} against {full:?}"
+        );
+        eprintln!(
+            "sql pruning on {}: {sql}: {} of {} files, {} of {} bytes",
+            backend.name(),
+            reads.len(),
+            full.len(),
+            total(&reads),
+            total(&full)
+        );
+    }
+
+    // Statistics pruning: every footer, but only high-id files beyond it.
+    let sql = format!("{select} WHERE id >= 1000000 AND day <> ?");
+    let (rows, reads) = run(&sql, &[SqlParam::Date(20091)]).await;
+    assert_eq!(rows, vec!["n=1600|s=3004498500".to_string()], "{sql}");
+    let opened = beyond_footer(&reads);
+    assert!(
+        !opened.is_empty()
+            && opened
+                .iter()
+                .all(|p| !low.contains(p) && !p.contains("2025-01-03")),
+        "{sql}: low-id files or day 3 read beyond their footer: {reads:?}"
+    );
+    assert!(
+        total(&reads) < total(&full),
+        "{sql}: {reads:?} against {full:?}"
+    );
+    eprintln!(
+        "sql pruning on {}: {sql}: {} files opened of {}, {} of {} bytes",
+        backend.name(),
+        opened.len(),
+        full.len(),
+        total(&reads),
+        total(&full)
+    );
+}
+
 /// Overwrites the middle of a local file (its data pages), leaving the magic and the footer.
 fn damage_pages(fx: &Fixture, loc: &fsk_core::Location, relative: &str) {
     let dir = fx.local_dir().expect("local");

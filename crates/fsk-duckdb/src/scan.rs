@@ -1,9 +1,11 @@
 //! The scan primitive on DuckDB, for datasets on local disk: DuckDB's own parquet reader
 //! (`read_parquet` over the files the core's plan kept, `union_by_name` for evolved schemas)
 //! with the filter in the `WHERE` clause, which DuckDB pushes into the reader (row-group zone
-//! maps, filtered columns decoded first), on every core. Partition values come from the
-//! core's plan as typed literals, one `UNION ALL BY NAME` branch per partition folder: DuckDB
-//! never parses fsk's hive paths itself.
+//! maps, filtered columns decoded first), on every core. Where DuckDB's own hive parsing of
+//! the paths gives exactly the plan's typed partition values (plain values of the types fsk
+//! infers, fixed by `hive_types`), one `read_parquet` reads every file, as DuckDB's glob
+//! would; otherwise the values come from the plan as typed literals, one
+//! `UNION ALL BY NAME` branch per partition folder.
 //!
 //! Results leave DuckDB as Arrow through a streaming result stepped chunk by chunk on a
 //! blocking thread (duckdb-rs's Arrow iterator panics on a failed fetch; stepping returns
@@ -44,6 +46,64 @@ pub(crate) struct LocalFile {
     pub(crate) columns: Vec<String>,
     /// Row ranges `[start, end)` to read when the plan selects some row groups only.
     pub(crate) rows: Option<Vec<(u64, u64)>>,
+    /// Whether DuckDB's own hive parsing of the path gives exactly the plan's partition
+    /// values (see [`hive_exact`]).
+    pub(crate) hive: bool,
+    /// Whether the file's columns (names, types, order) are the first planned file's.
+    pub(crate) same_schema: bool,
+}
+
+/// Whether DuckDB, reading `file`'s path with `hive_partitioning = true` and every partition
+/// column's type fixed by `hive_types`, finds exactly the plan's values: the path's folders
+/// are the partition columns in order (and nothing else of the absolute path holds a `=`),
+/// each value written plainly (no escapes, no null, no text DuckDB could read another way)
+/// and equal to the typed value's own text, and the file holds no column of the same name.
+fn hive_exact(
+    plan: &ScanPlan,
+    file: &fsk_core::plan::scan::ScanFile,
+    path: &std::path::Path,
+) -> bool {
+    let fields = &plan.partitions.fields;
+    let Some(folder) = path.parent() else {
+        return false;
+    };
+    let with_equals = folder
+        .components()
+        .filter(|c| c.as_os_str().to_string_lossy().contains('='))
+        .count();
+    let segments: Vec<&str> = file.meta.file.relative.split('/').collect();
+    let folders = &segments[..segments.len().saturating_sub(1)];
+    with_equals == fields.len()
+        && folders.len() == fields.len()
+        && folders.iter().zip(fields.iter()).all(|(segment, field)| {
+            let Some((name, raw)) = segment.split_once('=') else {
+                return false;
+            };
+            name == field.name()
+                && !raw.is_empty()
+                && !raw.eq_ignore_ascii_case("null")
+                && raw
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+                && hive_type(field.data_type()).is_some()
+                && file
+                    .partition
+                    .get(name)
+                    .is_some_and(|value| !value.is_null() && value.to_string() == raw)
+                && file.meta.schema.index_of(name).is_err()
+        })
+}
+
+/// The DuckDB type `hive_types` gives a partition column of `data_type`, for the types fsk
+/// infers.
+fn hive_type(data_type: &arrow::datatypes::DataType) -> Option<&'static str> {
+    use arrow::datatypes::DataType::*;
+    match data_type {
+        Int64 => Some("BIGINT"),
+        Date32 => Some("DATE"),
+        Utf8 => Some("VARCHAR"),
+        _ => None,
+    }
 }
 
 /// Whether DuckDB's parquet reader gives `data_type` exactly (after a cast back to it):
@@ -116,8 +176,15 @@ pub(crate) fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
                     .map(|(start, rows)| (start, start + rows))
                     .collect()
             });
+        let hive = hive_exact(plan, file, &path);
+        let same_schema = plan
+            .files
+            .first()
+            .is_some_and(|first| first.meta.schema.fields() == file.meta.schema.fields());
         out.push(LocalFile {
             describe: plan.location.describe(&file.meta.file.path),
+            hive,
+            same_schema,
             path,
             partition,
             columns: file
@@ -133,6 +200,71 @@ pub(crate) fn local_files(plan: &ScanPlan) -> Option<Vec<LocalFile>> {
     Some(out)
 }
 
+/// One `read_parquet` over every file, DuckDB reading the partition values from the paths,
+/// when that gives exactly the plan's values (every file [`LocalFile::hive`], no row-group
+/// selection): DuckDB then plans one scan over all files, as for its own glob, instead of a
+/// branch per folder. `union_by_name` only when the files' schemas differ (it reads every
+/// footer while binding). `None` otherwise.
+fn single_read(plan: &ScanPlan, files: &[LocalFile]) -> Option<String> {
+    if files.is_empty() || files.iter().any(|f| !f.hive || f.rows.is_some()) {
+        return None;
+    }
+    let list = files
+        .iter()
+        .map(|f| quote_str(&f.path.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let union_by_name = !files.iter().all(|f| f.same_schema);
+    let partitioning = if plan.partitions.fields.is_empty() {
+        "hive_partitioning = false".to_string()
+    } else {
+        let types = plan
+            .partitions
+            .fields
+            .iter()
+            .map(|f| {
+                Some(format!(
+                    "{}: {}",
+                    quote_str(f.name()),
+                    hive_type(f.data_type())?
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join(", ");
+        format!("hive_partitioning = true, hive_types = {{{types}}}")
+    };
+    Some(format!(
+        "SELECT *{} FROM read_parquet([{list}], union_by_name = {union_by_name}, {partitioning})",
+        missing_columns(plan, files.iter())
+    ))
+}
+
+/// `, NULL::type AS name` for each scanned data column none of `files` holds.
+fn missing_columns<'a>(
+    plan: &ScanPlan,
+    files: impl Iterator<Item = &'a LocalFile> + Clone,
+) -> String {
+    let partition_names: Vec<&str> = plan
+        .partitions
+        .fields
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut extra = String::new();
+    for field in plan.scan_schema.fields() {
+        if !partition_names.contains(&field.name().as_str())
+            && !files.clone().any(|f| f.columns.contains(field.name()))
+        {
+            extra.push_str(&format!(
+                ", {} AS {}",
+                sql_literal(&fsk_core::value::ScalarValue::null(field.data_type())),
+                quote_ident(field.name())
+            ));
+        }
+    }
+    extra
+}
+
 /// The query reading `files` for `plan`.
 pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
     let columns: Vec<String> = plan
@@ -146,8 +278,22 @@ pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
     } else {
         columns.join(", ")
     };
-    // Files of one partition folder share their literals: one branch per folder (per file
-    // when rows are selected by row group).
+    let from = single_read(plan, files).unwrap_or_else(|| folder_branches(plan, files));
+    let filter = plan
+        .filter
+        .as_ref()
+        .map(|f| format!(" WHERE {}", f.to_sql()))
+        .unwrap_or_default();
+    let limit = plan
+        .limit
+        .map(|l| format!(" LIMIT {l}"))
+        .unwrap_or_default();
+    format!("SELECT {select} FROM ({from}){filter}{limit}")
+}
+
+/// One `read_parquet` branch per partition folder (per file when rows are selected by row
+/// group), the folder's typed values as literals, joined by `UNION ALL BY NAME`.
+fn folder_branches(plan: &ScanPlan, files: &[LocalFile]) -> String {
     let mut folders: BTreeMap<(Vec<String>, usize), Vec<&LocalFile>> = BTreeMap::new();
     for (i, file) in files.iter().enumerate() {
         let own = if file.rows.is_some() { i + 1 } else { 0 };
@@ -156,12 +302,6 @@ pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
             .or_default()
             .push(file);
     }
-    let partition_names: Vec<&str> = plan
-        .partitions
-        .fields
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
     let branches: Vec<String> = folders
         .into_iter()
         .map(|((values, _), files)| {
@@ -178,17 +318,8 @@ pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
                 .map(|(field, value)| format!(", {value} AS {}", quote_ident(field.name())))
                 .collect();
             // Columns none of these files hold are typed nulls.
-            for field in plan.scan_schema.fields() {
-                if !partition_names.contains(&field.name().as_str())
-                    && !files.iter().any(|f| f.columns.contains(field.name()))
-                {
-                    extra.push_str(&format!(
-                        ", {} AS {}",
-                        sql_literal(&fsk_core::value::ScalarValue::null(field.data_type())),
-                        quote_ident(field.name())
-                    ));
-                }
-            }
+            extra.push_str(&missing_columns(plan, files.iter().copied()));
+            let union_by_name = !files.iter().all(|f| f.same_schema);
             match files.first().and_then(|f| f.rows.as_ref()) {
                 Some(ranges) => {
                     let within = ranges
@@ -202,23 +333,13 @@ pub(crate) fn scan_sql(plan: &ScanPlan, files: &[LocalFile]) -> String {
                     )
                 }
                 None => format!(
-                    "SELECT *{extra} FROM read_parquet([{list}], union_by_name = true, \
-                     hive_partitioning = false)"
+                    "SELECT *{extra} FROM read_parquet([{list}], union_by_name = \
+                     {union_by_name}, hive_partitioning = false)"
                 ),
             }
         })
         .collect();
-    let from = branches.join(" UNION ALL BY NAME ");
-    let filter = plan
-        .filter
-        .as_ref()
-        .map(|f| format!(" WHERE {}", f.to_sql()))
-        .unwrap_or_default();
-    let limit = plan
-        .limit
-        .map(|l| format!(" LIMIT {l}"))
-        .unwrap_or_default();
-    format!("SELECT {select} FROM ({from}){filter}{limit}")
+    branches.join(" UNION ALL BY NAME ")
 }
 
 /// Whether a DuckDB error is about the bytes of a file (not memory, not the query).

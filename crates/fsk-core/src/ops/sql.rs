@@ -11,7 +11,8 @@ use std::sync::Arc;
 use crate::dataset::storage::Location;
 use crate::engine::DatasetBackend;
 use crate::error::{Error, Result};
-use crate::plan::scan::{ReadOptions, plan_scan};
+use crate::expr::Predicate;
+use crate::plan::scan::{ReadOptions, plan_scan_pruned};
 use crate::plan::sort::MemoryBudget;
 use crate::plan::sql::{SqlParam, SqlQuery, SqlTable, validate_table_name};
 use crate::stream::Batches;
@@ -120,15 +121,14 @@ impl<'a> SqlSession<'a> {
                 format!("the query has {wanted} placeholder(s)"),
             ));
         }
-        let partition_filters = partition_conjuncts(sql);
+        let hints = pruning_hints(sql, params);
         let mut tables = Vec::with_capacity(self.tables.len());
         for (name, location) in &self.tables {
-            let mut scan = plan_scan(location, &ReadOptions::default()).await?;
-            if let Some((table, conjuncts)) = &partition_filters
-                && table.eq_ignore_ascii_case(name)
-            {
-                prune_partitions(&mut scan, conjuncts);
-            }
+            let hints: &[Predicate] = match &hints {
+                Some((table, hints)) if table.eq_ignore_ascii_case(name) => hints.as_slice(),
+                _ => &[],
+            };
+            let scan = plan_scan_pruned(location, &ReadOptions::default(), hints).await?;
             tables.push(SqlTable {
                 name: name.clone(),
                 scan,
@@ -151,12 +151,69 @@ impl<'a> SqlSession<'a> {
     }
 }
 
-/// The conjuncts of the `WHERE` of a query over one table and nothing else (no join, no
-/// set operation, no CTE): the only shape where a row of that table that fails the `WHERE`
-/// can never reach the result, so files whose partition values fail a conjunct need not be
-/// registered. Returns the table name and the conjuncts; `None` for any other query, or text
+/// What the core may prune a query's table by before the engine sees it: for a query over
+/// one table and nothing else (no join, set operation, subquery or CTE), the conjuncts of
+/// its `WHERE` that are in the filter language, with the parameters put in for their
+/// placeholders. That is the only shape where a row failing the `WHERE` can never reach the
+/// result, so files that cannot hold a row meeting a conjunct need not be registered (the
+/// engine still evaluates the whole `WHERE`). The parameters are put into a copy of the text
+/// the core alone reads: the engine binds them itself. `None` for any other query, or text
 /// sqlparser's generic dialect does not read (the engine then prunes alone).
-fn partition_conjuncts(sql: &str) -> Option<(String, Vec<sqlparser::ast::Expr>)> {
+fn pruning_hints(sql: &str, params: &[SqlParam]) -> Option<(String, Vec<Predicate>)> {
+    let sql = with_params(sql, params)?;
+    let (table, conjuncts) = where_conjuncts(&sql)?;
+    let hints = conjuncts
+        .iter()
+        .filter_map(|conjunct| Predicate::from_sql(&sql, conjunct).ok())
+        .collect();
+    Some((table, hints))
+}
+
+/// `sql` with each placeholder (`?` in order, `$n` by number) replaced by its parameter as a
+/// SQL literal; `None` when a placeholder has no parameter or a parameter has no literal
+/// (a float that is not finite).
+fn with_params(sql: &str, params: &[SqlParam]) -> Option<String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = sqlparser::dialect::GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
+    if !tokens.iter().any(|t| matches!(t, Token::Placeholder(_))) {
+        return Some(sql.to_string());
+    }
+    let mut next = 0;
+    let mut text = String::with_capacity(sql.len());
+    for token in tokens {
+        match token {
+            Token::Placeholder(p) => {
+                let index = if p == "?" {
+                    next += 1;
+                    next - 1
+                } else {
+                    p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)?
+                };
+                text.push_str(&param_literal(params.get(index)?)?);
+            }
+            other => text.push_str(&other.to_string()),
+        }
+    }
+    Some(text)
+}
+
+/// A parameter as a SQL literal of the filter language.
+fn param_literal(param: &SqlParam) -> Option<String> {
+    Some(match param {
+        SqlParam::Null => "NULL".to_string(),
+        SqlParam::Bool(b) => b.to_string(),
+        SqlParam::Int(i) => format!("({i})"),
+        SqlParam::Float(x) if x.is_finite() => format!("({x:?})"),
+        SqlParam::Float(_) => return None,
+        SqlParam::Str(s) => format!("'{}'", s.replace('\'', "''")),
+        SqlParam::Date(_) => format!("DATE '{}'", param.to_scalar()),
+        SqlParam::Timestamp(_) => format!("TIMESTAMP '{}'", param.to_scalar()),
+    })
+}
+
+/// The table and the `WHERE` conjuncts of a query over one table and nothing else.
+fn where_conjuncts(sql: &str) -> Option<(String, Vec<sqlparser::ast::Expr>)> {
     use sqlparser::ast::{BinaryOperator, Expr, SetExpr, Statement, TableFactor};
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
@@ -224,31 +281,6 @@ fn partition_conjuncts(sql: &str) -> Option<(String, Vec<sqlparser::ast::Expr>)>
     Some((table, conjuncts))
 }
 
-/// Drops from `scan` the files whose partition values fail a conjunct that refers to
-/// partition columns only and is in the filter language (others are left to the engine).
-/// Three-valued: a file goes only when the conjunct is certainly not true for it.
-fn prune_partitions(scan: &mut crate::plan::scan::ScanPlan, conjuncts: &[sqlparser::ast::Expr]) {
-    let names = scan.partitions.names();
-    let partition_schema = arrow::datatypes::Schema::new(scan.partitions.fields.clone());
-    for conjunct in conjuncts {
-        let text = conjunct.to_string();
-        let Ok(predicate) = crate::expr::Predicate::from_sql(&text, conjunct) else {
-            continue;
-        };
-        let columns = predicate.columns();
-        if columns.is_empty() || !columns.iter().all(|c| names.contains(c)) {
-            continue;
-        }
-        let Ok(bound) = predicate.bind(&text, &partition_schema) else {
-            continue;
-        };
-        let before = scan.files.len();
-        scan.files
-            .retain(|f| bound.may_match_partition(&f.partition));
-        scan.files_pruned_by_partition += before - scan.files.len();
-    }
-}
-
 /// How many parameters the query takes: the number of `?` placeholders, or the highest `$n`;
 /// `None` when the text does not tokenize (the engine reports that).
 fn placeholders(sql: &str) -> Option<usize> {
@@ -272,11 +304,12 @@ fn placeholders(sql: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{partition_conjuncts, placeholders};
+    use super::{placeholders, pruning_hints, where_conjuncts};
+    use crate::plan::sql::SqlParam;
 
     #[test]
     fn conjuncts_only_of_single_table_queries() {
-        let (table, conjuncts) = partition_conjuncts(
+        let (table, conjuncts) = where_conjuncts(
             "SELECT day, sum(x) FROM sales WHERE (day >= DATE '2025-01-02' AND x > 1) AND n = 3 \
              GROUP BY day",
         )
@@ -295,12 +328,45 @@ mod tests {
             "SELECT x FROM t WHERE day = (SELECT max(day) FROM t)",
             "SELECT x FROM t WHERE EXISTS (SELECT 1 FROM u)",
         ] {
-            assert!(partition_conjuncts(other).is_none(), "{other}");
+            assert!(where_conjuncts(other).is_none(), "{other}");
         }
         assert_eq!(
-            partition_conjuncts("SELECT 1 FROM t").map(|(_, c)| c.len()),
+            where_conjuncts("SELECT 1 FROM t").map(|(_, c)| c.len()),
             Some(0)
         );
+    }
+
+    #[test]
+    fn hints_take_the_parameters_the_engine_binds() {
+        let hints = |sql: &str, params: &[SqlParam]| {
+            pruning_hints(sql, params).map(|(table, hints)| {
+                let mut texts: Vec<String> = hints.iter().map(|h| format!("{h:?}")).collect();
+                texts.sort();
+                (table, texts)
+            })
+        };
+        let (table, got) = hints(
+            "SELECT x FROM t WHERE day >= ? AND name = $3 AND id < ? AND f(x) > 1",
+            &[
+                SqlParam::Date(20089),
+                SqlParam::Int(-7),
+                SqlParam::Str("it's".into()),
+            ],
+        )
+        .expect("one table");
+        assert_eq!(table, "t");
+        // `f(x) > 1` is not in the filter language: the engine alone evaluates it.
+        assert_eq!(got.len(), 3, "{got:?}");
+        let all = got.join(" ");
+        assert!(all.contains("2025-01-01"), "{all}");
+        assert!(all.contains("Int(-7)"), "{all}");
+        assert!(all.contains("it's"), "{all}");
+        // A placeholder without a parameter, or a float without a literal: no hints.
+        assert!(hints("SELECT x FROM t WHERE id < $2", &[SqlParam::Int(1)]).is_none());
+        assert!(hints("SELECT x FROM t WHERE f < ?", &[SqlParam::Float(f64::NAN)]).is_none());
+        // A question mark in a string is data, not a placeholder.
+        let (_, got) = hints("SELECT x FROM t WHERE name = '?'", &[]).expect("one table");
+        assert!(got[0].contains("\"?\""), "{got:?}");
     }
 
     #[test]

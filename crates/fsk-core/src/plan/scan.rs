@@ -129,6 +129,21 @@ fn bind(text: &str, schema: &Schema) -> Result<BoundPredicate> {
 
 /// Plans a read.
 pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<ScanPlan> {
+    plan_scan_pruned(location, options, &[]).await
+}
+
+/// Plans a read that also skips what `hints` rule out: conditions every row the caller wants
+/// meets anyway, because it applies them to the rows itself (a SQL query's `WHERE`
+/// conjuncts, which the engine evaluates). They only prune, and whole files only: a hint
+/// over partition columns alone drops folders before their footers are read, any other
+/// drops files whose footer statistics prove it false. A hint that does not bind to the
+/// dataset's columns and types is ignored (the caller reports that). Row groups are left to
+/// the caller's reader, and the counts of pruned files include the hints'.
+pub async fn plan_scan_pruned(
+    location: &Location,
+    options: &ReadOptions,
+    hints: &[Predicate],
+) -> Result<ScanPlan> {
     if options.batch_size == Some(0) {
         return Err(Error::invalid_argument(
             "batch_size",
@@ -161,11 +176,25 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
         .as_deref()
         .map(|text| bind(text, &partitions.extend(&first.schema)))
         .transpose()?;
+    let partition_names = partitions.names();
+    let on_partitions = |hint: &&Predicate| {
+        let columns = hint.columns();
+        !columns.is_empty() && columns.iter().all(|c| partition_names.contains(c))
+    };
+    let partition_only = Schema::new(partitions.fields.clone());
+    let partition_hints: Vec<BoundPredicate> = hints
+        .iter()
+        .filter(on_partitions)
+        .filter_map(|hint| hint.bind("", &partition_only).ok())
+        .collect();
     for (file, values) in files.into_iter().zip(partition_values) {
-        if let Some(filter) = &provisional
-            && !partitions.is_empty()
-            && !filter.may_match_partition(&values)
-        {
+        let ruled_out = provisional
+            .as_ref()
+            .is_some_and(|filter| !filter.may_match_partition(&values))
+            || partition_hints
+                .iter()
+                .any(|hint| !hint.may_match_partition(&values));
+        if !partitions.is_empty() && ruled_out {
             files_pruned_by_partition += 1;
             continue;
         }
@@ -203,6 +232,11 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
         .as_deref()
         .map(|text| bind(text, &dataset_schema))
         .transpose()?;
+    let statistics_hints: Vec<BoundPredicate> = hints
+        .iter()
+        .filter(|hint| !on_partitions(hint))
+        .filter_map(|hint| hint.bind("", &dataset_schema).ok())
+        .collect();
 
     let output_schema = match &options.columns {
         None => Arc::clone(&dataset_schema),
@@ -248,6 +282,13 @@ pub async fn plan_scan(location: &Location, options: &ReadOptions) -> Result<Sca
         let meta = by_path
             .remove(&file.relative)
             .expect("footer read for every survivor");
+        if statistics_hints
+            .iter()
+            .any(|hint| !hint.may_match_stats(&partition, &meta.column_stats))
+        {
+            files_pruned_by_statistics += 1;
+            continue;
+        }
         let mut row_groups: Vec<usize> = (0..meta.num_row_groups).collect();
         if let Some(filter) = &filter {
             if !filter.may_match_stats(&partition, &meta.column_stats) {

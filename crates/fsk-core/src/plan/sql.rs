@@ -1,6 +1,7 @@
-//! SQL plans: the datasets a query names, each planned as a full scan (its committed files
-//! with their footers, typed hive partitions, the schema unified across files), and the
-//! query's typed positional parameters. The SQL engines register each table over its planned
+//! SQL plans: the datasets a query names, each planned as a scan of every column (its
+//! committed files with their footers, less those the core ruled out for a single-table
+//! query, typed hive partitions, the schema unified across files), and the query's typed
+//! positional parameters. The SQL engines register each table over its planned
 //! files and prune with their own optimizers (partition values, footer statistics, the page
 //! index) before reading data.
 
@@ -23,7 +24,9 @@ use crate::value::ScalarValue;
 pub struct SqlTable {
     /// The table name the query uses.
     pub name: String,
-    /// The full scan of the dataset: every committed file, every row group, every column.
+    /// The scan of the dataset: every committed file the core did not rule out (see
+    /// [`plan_scan_pruned`](crate::plan::scan::plan_scan_pruned)), every row group, every
+    /// column.
     pub scan: ScanPlan,
 }
 
