@@ -27,10 +27,12 @@ def run_measured(cmd):
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    os.execvp(sys.argv[1], sys.argv[1:])\n"
-        "_, status, ru = os.wait4(pid, 0)\n"
+        "os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)\n"
         "wall = time.perf_counter() - t\n"
+        "io = dict(l.split(': ') for l in open(f'/proc/{pid}/io').read().split('\\n') if l)\n"
+        "_, status, ru = os.wait4(pid, 0)\n"
         "sys.stderr.write('\\n@@' + json.dumps({'wall': wall, 'rss': ru.ru_maxrss * 1024,"
-        " 'status': os.waitstatus_to_exitcode(status)}) + '\\n')\n"
+        " 'rchar': int(io['rchar']), 'status': os.waitstatus_to_exitcode(status)}) + '\\n')\n"
         "sys.exit(0)\n"
     )
     proc = subprocess.run(
@@ -41,7 +43,8 @@ def run_measured(cmd):
     if stats["status"] != 0:
         sys.stderr.write(proc.stderr[:marker])
         raise SystemExit(f"command failed ({stats['status']}): {' '.join(cmd)}")
-    return {"wall_s": round(stats["wall"], 3), "peak_rss_mb": round(stats["rss"] / 2**20, 1)}, proc.stdout
+    return {"wall_s": round(stats["wall"], 3), "peak_rss_mb": round(stats["rss"] / 2**20, 1),
+            "read_mb": round(stats["rchar"] / 2**20, 1)}, proc.stdout
 
 
 def py(code):
@@ -343,13 +346,182 @@ def b6(work, fsk, small_files, no_delta, engine):
     return entry
 
 
+def merge_workload(args, fsk, rows, name, layout, shape, strategy, dataset):
+    """One merge workload (B2-B5, B8): a change set of `shape` built from the `layout`
+    dataset of `rows` rows, merged by fsk on each engine asked for, against DuckDB's full
+    rewrite (and delta-rs's merge unless --no-delta)."""
+    src, pristine = dataset(layout)
+    updates = rows // 100
+    if shape == "ten_files":
+        # 1% updates confined to 10 files spread over the dataset, plus 0.1% new ids.
+        select = f"""
+          , files AS (SELECT filename FROM (SELECT DISTINCT filename FROM ds)
+                      ORDER BY filename),
+            chosen AS (SELECT filename FROM (SELECT filename, row_number() OVER () AS n
+                       FROM files) WHERE n % (SELECT greatest(count(*) // 10, 1) FROM files) = 0
+                       LIMIT 10)
+          SELECT {UPDATE_COLUMNS} FROM ds WHERE filename IN (SELECT filename FROM chosen)
+            AND id % (SELECT greatest(count(*) // {updates}, 1) FROM ds
+                      WHERE filename IN (SELECT filename FROM chosen)) = 0
+          UNION ALL {new_rows(rows, rows // 1000, rows)}
+        """
+    elif shape == "every_file":
+        select = f"""
+          SELECT {UPDATE_COLUMNS} FROM ds WHERE id % 100 = 7
+          UNION ALL {new_rows(rows, rows // 1000, rows)}
+        """
+    else:
+        select = f"SELECT * FROM ({new_rows(rows, rows // 10, rows)})"
+    change_path = changes(args.work, name, pristine, select)
+    engine_figures = {}
+    for engine in args.engines.split(","):
+        target = os.path.join(args.work, f"{name}-fsk")
+        copy_dataset(pristine, target)
+        fig, rep = fsk_json(fsk, ["--engine", engine, "merge", change_path, target,
+                                  "--key", "id", "--strategy", strategy])
+        engine_figures[engine] = {**fig, "execution": rep["execution"]}
+        if engine == args.engines.split(",")[0]:
+            fsk_fig, report = fig, rep
+    entry = {
+        "layout": layout,
+        "source_rows": report["source_count"],
+        "engines": engine_figures,
+        "fsk": {
+            **fsk_fig,
+            "files_considered": report["files_considered"],
+            "files_rewritten": len(report["rewritten_files"]),
+            "files_added": len(report["inserted_files"]),
+            "files_pruned_by_statistics": report["files_pruned_by_statistics"],
+            "files_key_scanned": report["files_key_scanned"],
+            "bytes_written": sum(f["size_bytes"] for f in report["files"]
+                                 if f["operation"] != "preserved"),
+            "inserted": report["inserted"],
+            "updated": report["updated"],
+        },
+    }
+    ddb_fig = duckdb_full_rewrite(pristine, change_path,
+                                  os.path.join(args.work, f"{name}-duckdb"),
+                                  insert_only=(strategy == "insert"))
+    entry["duckdb_full_rewrite"] = ddb_fig
+    entry["ratio_vs_duckdb"] = round(fsk_fig["wall_s"] / ddb_fig["wall_s"], 3)
+    for engine, fig in engine_figures.items():
+        fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb_fig["wall_s"], 3)
+    if not args.no_delta:
+        table = os.path.join(args.work, f"delta-{layout}-{rows}")
+        delta_setup(src, table + "-pristine")
+        copy_dataset(table + "-pristine", table)
+        delta_fig = delta_merge(table, change_path, insert_only=(strategy == "insert"))
+        entry["delta_rs_merge"] = delta_fig
+        entry["ratio_vs_delta_rs"] = round(fsk_fig["wall_s"] / delta_fig["wall_s"], 3)
+    return entry
+
+
+SQL_RUNS = 5
+
+
+def median_of(run, runs=SQL_RUNS):
+    """The run (a figures dict) with the median wall time of `runs` runs."""
+    figures = sorted((run() for _ in range(runs)), key=lambda f: f["wall_s"])
+    fig = dict(figures[len(figures) // 2])
+    fig["runs"] = runs
+    fig["min_wall_s"] = figures[0]["wall_s"]
+    return fig
+
+
+def timed_inside(cmd):
+    """Runs a Python command that prints its own timing last: that timing as wall_s, the
+    process's as process_wall_s."""
+    fig, out = run_measured(cmd)
+    fig["process_wall_s"] = fig["wall_s"]
+    fig["wall_s"] = round(float(out.strip().splitlines()[-1]), 3)
+    return fig
+
+
+def same_version_duckdb(work, fsk):
+    """A Python with the DuckDB version fsk bundles (asked of fsk itself), in a venv under
+    `work` made once; None when fsk has no DuckDB engine or the version cannot be installed."""
+    proc = subprocess.run([fsk, "--engine", "duckdb", "sql", "SELECT version() AS v",
+                           "--format", "csv"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    version = proc.stdout.split()[-1].lstrip("v")
+    venv = os.path.join(work, f"duckdb-{version}-venv")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        pip = subprocess.run([python, "-m", "pip", "install", "-q", f"duckdb=={version}"])
+        if pip.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            return None
+    return version, python
+
+
+def parquet_rows(path):
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def in_process(code, out):
+    """Runs Python `code` timed inside its process (the import and start left out): the
+    figure, with the whole process's wall time kept as process_wall_s."""
+    fig = timed_inside(py("import time\n" + code + "\nprint(time.perf_counter() - t)\n"))
+    fig["rows_out"] = parquet_rows(out)
+    return fig
+
+
+def b10(work, fsk, rows, engines, dataset):
+    """B10: `fsk read --filter` at 0.1% selectivity on non-partition columns of the clustered
+    dataset, written as parquet, against DuckDB and Polars on the same folder. `id_range`
+    is a range of the clustered id (file statistics and the page index prune); `x_uniform`
+    selects x < 10 of a uniform 0..9999 column (nothing prunes: the filter column is read
+    whole and the others only where rows match)."""
+    _, pristine = dataset("clustered")
+    dataset_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(pristine)
+                     for f in fs if f.endswith(".parquet")) / 2**20
+    lo = rows // 2
+    hi = lo + rows // 1000 - 1
+    cases = {
+        "id_range": (f"id >= {lo} AND id <= {hi}", f"pl.col('id').is_between({lo}, {hi})"),
+        "x_uniform": ("x < 10", "pl.col('x') < 10"),
+    }
+    glob = f"{pristine}/**/*.parquet"
+    entry = {"dataset_mb": round(dataset_mb, 1)}
+    for case, (sql, polars) in cases.items():
+        out = os.path.join(work, f"b10-{case}.parquet")
+        ddb = in_process(
+            "import duckdb\nt = time.perf_counter()\ncon = duckdb.connect()\n"
+            f"con.execute(\"COPY (SELECT * FROM read_parquet('{glob}', hive_partitioning = true) "
+            f"WHERE {sql}) TO '{out}' (FORMAT parquet)\")", out)
+        pol = in_process(
+            "import polars as pl\nt = time.perf_counter()\n"
+            f"pl.scan_parquet({glob!r}, hive_partitioning=True).filter({polars})"
+            f".sink_parquet({out!r})", out)
+        figures = {"duckdb": ddb, "polars": pol, "engines": {}}
+        for engine in engines:
+            fig, _ = run_measured([fsk, "--engine", engine, "read", pristine, "--filter", sql,
+                                   "--format", "parquet", "--output", out])
+            fig["rows_out"] = parquet_rows(out)
+            if fig["rows_out"] != ddb["rows_out"]:
+                raise SystemExit(f"B10 {case} on {engine}: {fig['rows_out']} rows, "
+                                 f"DuckDB {ddb['rows_out']}")
+            fig["read_fraction"] = round(fig["read_mb"] / dataset_mb, 4)
+            fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb["wall_s"], 3)
+            fig["ratio_vs_polars"] = round(fig["wall_s"] / pol["wall_s"], 3)
+            figures["engines"][engine] = fig
+        entry[case] = figures
+        print(f"B10 {case}: {json.dumps(figures)}", flush=True)
+    first = entry["id_range"]["engines"][engines[0]]
+    entry["fsk"] = {"wall_s": first["wall_s"], "peak_rss_mb": first["peak_rss_mb"]}
+    return entry
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fsk", required=True)
     parser.add_argument("--work", required=True)
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,SQL")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B10,SQL")
     parser.add_argument("--no-delta", action="store_true")
     parser.add_argument("--b6-files", type=int, default=10_000,
                         help="small files B6 compacts (about 100 KB each)")
@@ -407,72 +579,31 @@ def main():
         ("B5", "clustered", "insert_only", "insert"),
     ]
     for name, layout, shape, strategy in merges:
-        if name not in only:
-            continue
-        src, pristine = dataset(layout)
-        updates = rows // 100
-        if shape == "ten_files":
-            # 1% updates confined to 10 files spread over the dataset, plus 0.1% new ids.
-            select = f"""
-              , files AS (SELECT filename FROM (SELECT DISTINCT filename FROM ds)
-                          ORDER BY filename),
-                chosen AS (SELECT filename FROM (SELECT filename, row_number() OVER () AS n
-                           FROM files) WHERE n % (SELECT greatest(count(*) // 10, 1) FROM files) = 0
-                           LIMIT 10)
-              SELECT {UPDATE_COLUMNS} FROM ds WHERE filename IN (SELECT filename FROM chosen)
-                AND id % (SELECT greatest(count(*) // {updates}, 1) FROM ds
-                          WHERE filename IN (SELECT filename FROM chosen)) = 0
-              UNION ALL {new_rows(rows, rows // 1000, rows)}
-            """
-        elif shape == "every_file":
-            select = f"""
-              SELECT {UPDATE_COLUMNS} FROM ds WHERE id % 100 = 7
-              UNION ALL {new_rows(rows, rows // 1000, rows)}
-            """
-        else:
-            select = f"SELECT * FROM ({new_rows(rows, rows // 10, rows)})"
-        change_path = changes(args.work, name, pristine, select)
-        engine_figures = {}
-        for engine in args.engines.split(","):
-            target = os.path.join(args.work, f"{name}-fsk")
-            copy_dataset(pristine, target)
-            fig, rep = fsk_json(fsk, ["--engine", engine, "merge", change_path, target,
-                                      "--key", "id", "--strategy", strategy])
-            engine_figures[engine] = {**fig, "execution": rep["execution"]}
-            if engine == args.engines.split(",")[0]:
-                fsk_fig, report = fig, rep
-        entry = {
-            "layout": layout,
-            "source_rows": report["source_count"],
-            "engines": engine_figures,
-            "fsk": {
-                **fsk_fig,
-                "files_considered": report["files_considered"],
-                "files_rewritten": len(report["rewritten_files"]),
-                "files_added": len(report["inserted_files"]),
-                "files_pruned_by_statistics": report["files_pruned_by_statistics"],
-                "files_key_scanned": report["files_key_scanned"],
-                "bytes_written": sum(f["size_bytes"] for f in report["files"]
-                                     if f["operation"] != "preserved"),
-                "inserted": report["inserted"],
-                "updated": report["updated"],
-            },
-        }
-        ddb_fig = duckdb_full_rewrite(pristine, change_path,
-                                      os.path.join(args.work, f"{name}-duckdb"),
-                                      insert_only=(strategy == "insert"))
-        entry["duckdb_full_rewrite"] = ddb_fig
-        entry["ratio_vs_duckdb"] = round(fsk_fig["wall_s"] / ddb_fig["wall_s"], 3)
-        for engine, fig in engine_figures.items():
-            fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb_fig["wall_s"], 3)
-        if not args.no_delta:
-            table = os.path.join(args.work, f"delta-{layout}-{rows}")
-            delta_setup(src, table + "-pristine")
-            copy_dataset(table + "-pristine", table)
-            delta_fig = delta_merge(table, change_path, insert_only=(strategy == "insert"))
-            entry["delta_rs_merge"] = delta_fig
-            entry["ratio_vs_delta_rs"] = round(fsk_fig["wall_s"] / delta_fig["wall_s"], 3)
-        record(name, entry)
+        if name in only:
+            record(name, merge_workload(args, fsk, rows, name, layout, shape, strategy, dataset))
+
+    if "B8" in only:
+        # B2 at three sizes, files of the same size (rows / files rows each): merge time
+        # should follow the affected bytes, peak RSS stay flat.
+        entry = {}
+        for size in (5_000_000, 20_000_000, 50_000_000):
+            files = max(1, size // per_file)
+
+            def sized(layout, size=size, files=files):
+                src = generate(args.work, size, layout)
+                pristine = os.path.join(args.work, f"ds-{layout}-{size}-{files}")
+                if not os.path.exists(pristine):
+                    fsk_json(fsk, ["write", src, pristine, "--partition-by", "day",
+                                   "--max-rows-per-file", str(per_file)])
+                return src, pristine
+
+            no_delta, args.no_delta = args.no_delta, True
+            entry[str(size)] = merge_workload(args, fsk, size, f"B8-{size}", "clustered",
+                                              "ten_files", "upsert", sized)
+            args.no_delta = no_delta
+        first = entry[str(50_000_000)]["fsk"]
+        entry["fsk"] = {"wall_s": first["wall_s"], "peak_rss_mb": first["peak_rss_mb"]}
+        record("B8", entry)
 
     if "B6" in only:
         record("B6", b6(args.work, fsk, args.b6_files, args.no_delta, args.engines.split(",")[0]))
@@ -497,28 +628,43 @@ def main():
             "Q3_statistics_pruned": f"SELECT x % 10 AS k, count(*) AS n FROM t WHERE id BETWEEN "
                                     f"{rows // 2} AND {rows // 2 + rows // 1000} GROUP BY k ORDER BY k",
         }
+        # DuckDB as a library in the version fsk bundles, beside the pinned baseline: the
+        # difference between the two is DuckDB's, not fsk's.
+        same = same_version_duckdb(args.work, fsk)
         for qname, sql in queries.items():
             glob = sql.replace(
                 "FROM t", f"FROM read_parquet('{pristine}/**/*.parquet', hive_partitioning = true)")
             # DuckDB is timed inside its process (connect, query, fetch), without Python's
             # start and import (~0.17 s here); fsk is timed as a whole process, planning
-            # included: a comparison against fsk, not for it.
-            ddb_fig, out = run_measured(py(
-                "import duckdb, time\nt = time.perf_counter()\ncon = duckdb.connect()\n"
-                f"con.execute({glob!r}).fetchall()\n"
-                "print(time.perf_counter() - t)\n"))
-            ddb_fig["process_wall_s"] = ddb_fig["wall_s"]
-            ddb_fig["wall_s"] = round(float(out.strip().splitlines()[-1]), 3)
-            entry = {"duckdb_read_parquet": ddb_fig, "engines": {}}
+            # included: a comparison against fsk, not for it. Each figure is the median of
+            # SQL_RUNS runs.
+            code = ("import duckdb, time\nt = time.perf_counter()\ncon = duckdb.connect()\n"
+                    f"con.execute({glob!r}).fetchall()\n"
+                    "print(time.perf_counter() - t)\n")
+            entry = {"duckdb_read_parquet": median_of(lambda: timed_inside(py(code)))}
+            baseline = entry["duckdb_read_parquet"]["wall_s"]
+            if same:
+                version, python = same
+                fig = median_of(lambda: timed_inside([python, "-c", code]))
+                fig["version"] = version
+                entry["duckdb_same_version"] = fig
+            entry["engines"] = {}
             for engine in args.engines.split(","):
                 if engine == "arrow":
                     continue
-                fig, _ = run_measured([fsk, "--engine", engine, "sql", pristine, sql,
-                                       "--format", "csv", "--output", os.devnull])
-                fig["ratio_vs_duckdb"] = round(fig["wall_s"] / ddb_fig["wall_s"], 3)
+                fig = median_of(lambda: run_measured(
+                    [fsk, "--engine", engine, "sql", pristine, sql,
+                     "--format", "csv", "--output", os.devnull])[0])
+                fig["ratio_vs_duckdb"] = round(fig["wall_s"] / baseline, 3)
+                if same:
+                    fig["ratio_vs_duckdb_same_version"] = round(
+                        fig["wall_s"] / entry["duckdb_same_version"]["wall_s"], 3)
                 entry["engines"][engine] = fig
             entry["fsk"] = next(iter(entry["engines"].values()), {"wall_s": 0, "peak_rss_mb": 0})
             record(qname, entry)
+
+    if "B10" in only:
+        record("B10", b10(args.work, fsk, rows, args.engines.split(","), dataset))
 
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

@@ -84,6 +84,7 @@ const BENCH_REQUIREMENTS: &[&str] = &[
     "deltalake==1.6.6",
     "pyarrow==26.0.1",
     "numpy==2.4.6",
+    "polars==2.1.0",
 ];
 
 /// `cargo xtask bench [--rows N] [--files N] [--only B2,B3] [--no-delta] [--engines arrow,duckdb]`:
@@ -135,7 +136,7 @@ fn bench(extra: &[String]) -> Result<(), String> {
 }
 
 fn usage() -> String {
-    "usage: cargo xtask <ci|test|lint|bench>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings\n  bench the benchmark workloads (WORKLOADS.md) against DuckDB and delta-rs: [--rows N] [--files N] [--only B1,B2] [--no-delta] [--engines arrow,duckdb,datafusion]"
+    "usage: cargo xtask <ci|test|lint|bench>\n  ci    lint, then every test (what .ci/run runs)\n  test  every test, with a live S3 server (moto) for the S3 conformance runs\n  lint  rustfmt check and clippy -D warnings\n  bench the benchmark workloads (WORKLOADS.md) against DuckDB, Polars and delta-rs: [--rows N] [--files N] [--only B1,B2] [--no-delta] [--engines arrow,duckdb,datafusion]"
         .to_string()
 }
 

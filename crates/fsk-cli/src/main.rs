@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+
+mod progress;
+use progress::ProgressMode;
 
 use fsk::source::{SourceFormat, open_source};
 use fsk::{
@@ -46,9 +48,21 @@ struct Global {
     /// Folder for spill files (default: the system's temporary folder).
     #[arg(long, global = true, value_name = "DIR")]
     spill_dir: Option<std::path::PathBuf>,
+    /// When to show progress on stderr: auto (on a terminal, not with --json), always (plain
+    /// lines when stderr is not a terminal), never.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
+    progress: ProgressMode,
+    /// Show no progress (as --progress never).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
 }
 
 impl Global {
+    /// The progress shown for one operation, as the flags ask.
+    fn progress(&self) -> progress::Shown {
+        progress::progress_for(self.progress, self.json, self.quiet)
+    }
+
     /// The memory budget the flags ask for; the spill folder must exist.
     fn memory_budget(&self) -> Result<fsk::MemoryBudget> {
         let mut budget = fsk::MemoryBudget::default();
@@ -395,30 +409,6 @@ fn positive(name: &str, value: Option<i64>) -> Result<Option<usize>> {
     }
 }
 
-fn progress(message: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec}) {elapsed}")
-            .expect("valid template"),
-    );
-    bar.set_message(message.to_string());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-fn counted(input: Batches, bar: &ProgressBar) -> Batches {
-    let (schema, stream) = input.into_parts();
-    let bar = bar.clone();
-    let stream = stream
-        .inspect(move |batch| {
-            if let Ok(b) = batch {
-                bar.inc(b.num_rows() as u64);
-            }
-        })
-        .boxed();
-    Batches::new(schema, stream)
-}
-
 /// Exit code of an operation that committed but could not finish publishing or cleaning up.
 const EXIT_CLEANUP_PENDING: u8 = 3;
 
@@ -558,11 +548,10 @@ async fn run_write(
     options.basename_template = args.basename_template.clone();
     options.validate()?;
     let (location, input) = args.input.open(&backend, storage).await?;
-    let bar = progress("writing");
-    let report = backend
-        .write(&location, counted(input, &bar), &options)
-        .await;
-    bar.finish_and_clear();
+    let shown = global.progress();
+    options.progress = shown.handle();
+    let report = backend.write(&location, input, &options).await;
+    shown.finish();
     let report = report?;
     note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
@@ -620,15 +609,10 @@ async fn run_merge(
     options.memory = global.memory_budget()?;
     options.effective_rewrite_mode()?;
     let (location, input) = args.input.open(&backend, storage).await?;
-    let bar = progress(if args.merge.dry_run {
-        "planning"
-    } else {
-        "merging"
-    });
-    let report = backend
-        .merge(&location, counted(input, &bar), &options)
-        .await;
-    bar.finish_and_clear();
+    let shown = global.progress();
+    options.progress = shown.handle();
+    let report = backend.merge(&location, input, &options).await;
+    shown.finish();
     let report = report?;
     note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
@@ -848,20 +832,6 @@ fn at_least_one(flag: &str, value: Option<i64>) -> Result<Option<u64>> {
     }
 }
 
-/// A spinner on stderr naming the phase, hidden with `--json` or off a terminal.
-fn spinner(global: &Global, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    if global.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
-    );
-    bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 async fn run_compact(
     args: CompactArgs,
     global: &Global,
@@ -888,17 +858,15 @@ async fn run_compact(
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
         commit_every: at_least_one("commit-every", args.commit_every)?.map(|n| n as usize),
+        progress: Default::default(),
     };
-    let bar = spinner(
-        global,
-        if args.maintenance.dry_run {
-            "planning"
-        } else {
-            "compacting"
-        },
-    );
+    let shown = global.progress();
+    let options = CompactOptions {
+        progress: shown.handle(),
+        ..options
+    };
     let report = backend.compact(&location, &options).await;
-    bar.finish_and_clear();
+    shown.finish();
     let report = report?;
     note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
@@ -1010,17 +978,15 @@ async fn run_optimize(
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
         memory: global.memory_budget()?,
+        progress: Default::default(),
     };
-    let bar = spinner(
-        global,
-        if options.dry_run {
-            "planning"
-        } else {
-            "optimizing"
-        },
-    );
+    let shown = global.progress();
+    let options = fsk::OptimizeOptions {
+        progress: shown.handle(),
+        ..options
+    };
     let report = backend.optimize(&location, &options).await;
-    bar.finish_and_clear();
+    shown.finish();
     let report = report?;
     note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
@@ -1087,8 +1053,16 @@ async fn run_dedup(
         compression: args.maintenance.codec()?,
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
+        progress: Default::default(),
     };
-    let report = backend.dedup(&location, &options).await?;
+    let shown = global.progress();
+    let options = fsk::DedupOptions {
+        progress: shown.handle(),
+        ..options
+    };
+    let report = backend.dedup(&location, &options).await;
+    shown.finish();
+    let report = report?;
     note_cleanup(&location, report.cleanup_pending.as_ref());
     if global.json {
         return print_json(&report);
@@ -1176,7 +1150,31 @@ async fn run_sql(
         .collect::<Result<Vec<_>>>()?;
     tracing::info!(engine = backend.name(), "running SQL");
     let batches = session.query(&query, &params).await?;
-    write_rows(batches, args.format, args.output.as_deref()).await
+    // Rows printed to a terminal would mix with a bar: progress only when they go elsewhere.
+    let to_terminal = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let shown = global.progress();
+    let progress = if to_terminal {
+        fsk::Progress::none()
+    } else {
+        shown.handle()
+    };
+    progress.phase("query", None, fsk::progress::Unit::Rows);
+    let (schema, stream) = batches.into_parts();
+    let stream = stream
+        .inspect(move |batch| {
+            if let Ok(b) = batch {
+                progress.advance(b.num_rows() as u64);
+            }
+        })
+        .boxed();
+    let written = write_rows(
+        fsk::Batches::new(schema, stream),
+        args.format,
+        args.output.as_deref(),
+    )
+    .await;
+    shown.finish();
+    written
 }
 
 /// One line naming what executed each phase of an operation.

@@ -1395,3 +1395,71 @@ fn repeated_partition_filters_match_any() {
         assert_eq!(report["before_file_count"], 4, "{command}: {report}");
     }
 }
+
+#[test]
+fn progress_is_shown_as_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ds = dir.path().join("ds").display().to_string();
+    for part in 0..3 {
+        let csv = csv_rows(
+            dir.path(),
+            &format!("p{part}.csv"),
+            part * 10..part * 10 + 10,
+            "v",
+        );
+        // Off a terminal, auto shows nothing.
+        let out = fsk(&["write", &csv, &ds]);
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).is_empty(),
+            "auto off a terminal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Always, off a terminal: plain lines naming each phase with its total.
+    let out = fsk(&["--progress", "always", "compact", &ds]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let rewrite = lines
+        .iter()
+        .find(|l| l.starts_with("fsk: rewrite: "))
+        .unwrap_or_else(|| panic!("a rewrite line: {stderr}"));
+    assert!(rewrite.contains("B"), "a byte total: {rewrite}");
+    for phase in ["plan", "rewrite", "commit"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("fsk: {phase} done"))),
+            "{phase} ends: {stderr}"
+        );
+    }
+    // The ended rewrite counted exactly its total.
+    let total = rewrite.trim_start_matches("fsk: rewrite: ");
+    let done = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("fsk: rewrite done: "))
+        .expect("rewrite done");
+    assert!(done.starts_with(total), "{done} vs {total}");
+    // --quiet and --progress never win over always; stdout stays the report.
+    for quiet in [
+        vec!["--quiet", "--progress", "always"],
+        vec!["--progress", "never"],
+    ] {
+        let mut args = quiet.clone();
+        let csv = csv_rows(dir.path(), "m.csv", 0..5, "m");
+        args.extend(["merge", csv.as_str(), ds.as_str()]);
+        args.extend(["--key", "id", "--strategy", "upsert", "--json"]);
+        let out = fsk(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+        assert_eq!(report["updated"], 5);
+    }
+    let err = fails(&["--progress", "sometimes", "stats", &ds]);
+    assert!(err.contains("sometimes"), "{err}");
+}

@@ -18,6 +18,7 @@ pub mod hostile_checks;
 pub mod key_match_checks;
 pub mod merge_checks;
 pub mod optimize_checks;
+pub mod progress_checks;
 pub mod proptests;
 pub mod read_checks;
 pub mod sort_checks;
@@ -233,7 +234,8 @@ macro_rules! __with_checks {
         sql_checks::sql_errors_are_typed,
         sql_checks::sql_prunes_before_reading,
         sql_checks::sql_opens_only_what_pruning_allows,
-        sql_checks::sql_out_of_memory_is_typed
+        sql_checks::sql_out_of_memory_is_typed,
+        progress_checks::progress_names_phases_with_exact_totals
             }
     };
 }

@@ -1,8 +1,8 @@
 //! `fsk-core`: everything about a Parquet dataset that does not depend on the engine that
 //! executes it. Its modules are layers; each imports only the ones listed before it:
 //!
-//! 1. [`error`], [`value`], [`stream`], [`tasks`]: typed errors, scalar values, batch
-//!    streams, bounded concurrency.
+//! 1. [`error`], [`value`], [`stream`], [`tasks`], [`progress`]: typed errors, scalar values,
+//!    batch streams, bounded concurrency, progress reporting.
 //! 2. [`dataset`]: location and storage, listing, hive partitions, schema, footers and
 //!    statistics.
 //! 3. [`expr`]: the filter language, a SQL `WHERE` expression (parse with `sqlparser`, bind,
@@ -21,6 +21,7 @@
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod error;
+pub mod progress;
 pub mod stream;
 pub mod tasks;
 pub mod value;
@@ -52,6 +53,7 @@ pub use ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use ops::{Execution, FileStats, Operations, StatsOptions, StatsReport, WriteReport};
 pub use plan::scan::ReadOptions;
 pub use plan::sort::{MemoryBudget, SortKey};
+pub use progress::{Progress, ProgressSink};
 pub use stream::{BatchStream, Batches};
 pub use write::{Codec, WriteMode, WriteOptions, WrittenFile};
 

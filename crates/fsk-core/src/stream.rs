@@ -17,6 +17,7 @@ pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 pub struct Batches {
     schema: SchemaRef,
     stream: BatchStream,
+    rows_hint: Option<u64>,
 }
 
 impl fmt::Debug for Batches {
@@ -30,15 +31,33 @@ impl fmt::Debug for Batches {
 impl Batches {
     /// Batches from a stream.
     pub fn new(schema: SchemaRef, stream: BatchStream) -> Self {
-        Batches { schema, stream }
+        Batches {
+            schema,
+            stream,
+            rows_hint: None,
+        }
     }
 
     /// Batches from memory.
     pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Batches {
             schema,
             stream: futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+            rows_hint: Some(rows),
         }
+    }
+
+    /// States how many rows the stream holds (a parquet source knows from its footers), so
+    /// progress can show a total. A hint only: nothing relies on it being right.
+    pub fn with_rows_hint(mut self, rows: u64) -> Self {
+        self.rows_hint = Some(rows);
+        self
+    }
+
+    /// How many rows the stream holds, when its producer said ([`Batches::with_rows_hint`]).
+    pub fn rows_hint(&self) -> Option<u64> {
+        self.rows_hint
     }
 
     /// The schema.
@@ -54,6 +73,34 @@ impl Batches {
     /// Splits into schema and stream.
     pub fn into_parts(self) -> (SchemaRef, BatchStream) {
         (self.schema, self.stream)
+    }
+
+    /// The same batches, produced ahead by a spawned task up to `depth` batches in advance,
+    /// so the producer (decoding a source, say) runs on another core while the consumer
+    /// (encoding) works. Memory holds at most `depth` batches more. Dropping the result
+    /// stops the producer. Needs a tokio runtime.
+    pub fn prefetched(self, depth: usize) -> Batches {
+        let Batches {
+            schema,
+            mut stream,
+            rows_hint,
+        } = self;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(depth.max(1));
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    // The consumer is gone, or the stream ended with an error.
+                    break;
+                }
+            }
+        });
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+        Batches {
+            schema,
+            stream,
+            rows_hint,
+        }
     }
 
     /// Collects every batch (for tests and small results).

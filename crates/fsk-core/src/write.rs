@@ -207,6 +207,8 @@ pub struct WriteOptions {
     /// Entries added to each file's footer key-value metadata (optimize records what
     /// clustered the file).
     pub key_value_metadata: Vec<(String, String)>,
+    /// Where progress is reported (phases with totals; default: nowhere).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for WriteOptions {
@@ -223,6 +225,7 @@ impl Default for WriteOptions {
             max_file_bytes: None,
             plain_columns: Vec::new(),
             key_value_metadata: Vec::new(),
+            progress: crate::progress::Progress::none(),
         }
     }
 }

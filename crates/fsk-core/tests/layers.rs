@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, lowest layer first (the order of `lib.rs`'s documentation).
 const LAYERS: &[&str] = &[
-    "error", "value", "stream", "tasks", "dataset", "expr", "plan", "commit", "write", "engine",
-    "ops",
+    "error", "value", "stream", "tasks", "progress", "dataset", "expr", "plan", "commit", "write",
+    "engine", "ops",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

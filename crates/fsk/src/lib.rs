@@ -65,6 +65,7 @@ pub use fsk_core::ops::{Execution, FileStats, Operations, StatsOptions, StatsRep
 pub use fsk_core::plan::scan::ReadOptions;
 pub use fsk_core::plan::sort::{MemoryBudget, SortKey};
 pub use fsk_core::plan::sql::{SqlParam, SqlQuery, SqlTable};
+pub use fsk_core::progress::{self, Progress, ProgressSink};
 pub use fsk_core::write::{Codec, WriteMode, WriteOptions, WrittenFile};
 pub use fsk_core::{arrow, object_store, parquet};
 
@@ -349,6 +350,11 @@ impl WriteBuilder {
         self.options.basename_template = Some(template.into());
         self
     }
+    /// Reports progress (phases `write`, `commit`) to `progress`.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.options.progress = progress;
+        self
+    }
     /// Replaces every option at once.
     pub fn options(mut self, options: WriteOptions) -> Self {
         self.options = options;
@@ -455,6 +461,11 @@ impl CompactBuilder {
         self.options.wait = Some(wait);
         self
     }
+    /// Reports progress (phases `plan`, `rewrite`, `commit`) to `progress`.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.options.progress = progress;
+        self
+    }
     /// Replaces every option at once.
     pub fn options(mut self, options: CompactOptions) -> Self {
         self.options = options;
@@ -526,6 +537,12 @@ impl MergeBuilder {
     /// the machine's memory), and where it spills.
     pub fn memory(mut self, budget: MemoryBudget) -> Self {
         self.options.memory = budget;
+        self
+    }
+    /// Reports progress (phases `read source`, `plan`, `scan keys`, `rewrite`, `insert`,
+    /// `commit`) to `progress`.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.options.progress = progress;
         self
     }
     /// Replaces every option at once.

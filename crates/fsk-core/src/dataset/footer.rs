@@ -27,6 +27,10 @@ pub const FOOTER_CONCURRENCY: usize = 32;
 /// halves planning round trips on object stores. A larger footer costs one more request.
 pub const FOOTER_SIZE_HINT: usize = 64 * 1024;
 
+/// The same for local files, where a second read costs microseconds and a larger one costs
+/// copying and page faults (footers of fsk's files are a few KiB).
+pub const LOCAL_FOOTER_SIZE_HINT: usize = 16 * 1024;
+
 /// The footer of one data file.
 #[derive(Clone, Debug)]
 pub struct FileMeta {
@@ -188,7 +192,8 @@ pub async fn read_footer(location: &Location, file: DataFile) -> Result<FileMeta
 }
 
 /// Fetches, checks and decodes a file's footer: one ranged read for nearly every file (the
-/// last [`FOOTER_SIZE_HINT`] bytes), a second only for a larger footer.
+/// last [`FOOTER_SIZE_HINT`] bytes, [`LOCAL_FOOTER_SIZE_HINT`] on local disk), a second only
+/// for a larger footer.
 async fn fetch_metadata(
     location: &Location,
     file: &DataFile,
@@ -208,7 +213,12 @@ async fn fetch_metadata(
         )));
     }
     let store = location.store();
-    let fetched = (FOOTER_SIZE_HINT as u64).min(file.size);
+    let hint = if location.local_root().is_some() {
+        LOCAL_FOOTER_SIZE_HINT
+    } else {
+        FOOTER_SIZE_HINT
+    };
+    let fetched = (hint as u64).min(file.size);
     let tail = store
         .get_range(&file.path, file.size - fetched..file.size)
         .await
@@ -390,13 +400,25 @@ fn int96_as_micros(
     ArrowReaderMetadata::try_new(Arc::clone(metadata), options.with_schema(supplied))
 }
 
-/// Reads the footers of `files` concurrently, in order.
+/// Reads the footers of `files` concurrently, in order: each a spawned task, so footers
+/// decode on every core, not only on the task that asked.
 pub async fn read_footers(location: &Location, files: Vec<DataFile>) -> Result<Vec<FileMeta>> {
-    futures::stream::iter(files)
-        .map(|file| read_footer(location, file))
-        .buffered(FOOTER_CONCURRENCY)
-        .try_collect()
-        .await
+    if files.len() <= 1 {
+        // Nothing to spread: no task to spawn.
+        let mut metas = Vec::with_capacity(files.len());
+        for file in files {
+            metas.push(read_footer(location, file).await?);
+        }
+        return Ok(metas);
+    }
+    crate::tasks::run_bounded(
+        files.into_iter().map(|file| {
+            let location = location.clone();
+            async move { read_footer(&location, file).await }
+        }),
+        FOOTER_CONCURRENCY,
+    )
+    .await
 }
 
 /// Statistics of one row group's columns, for row-group pruning.

@@ -33,6 +33,7 @@ use crate::dataset::storage::Location;
 use crate::engine::Scanner;
 use crate::error::{Error, Result};
 use crate::ops::write::reject_file_path;
+use crate::progress::Unit;
 use crate::write::{Codec, DatasetWriter, WriteOptions, WrittenFile};
 
 /// Default target size of compacted files: 128 MiB.
@@ -66,6 +67,8 @@ pub struct CompactOptions {
     /// Commit every this many groups (`None`: one commit). A failure keeps the parts
     /// already committed ([`Error::PartiallyCommitted`] says how many).
     pub commit_every: Option<usize>,
+    /// Where progress is reported (phases with totals; default: nowhere).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for CompactOptions {
@@ -81,6 +84,7 @@ impl Default for CompactOptions {
             dry_run: false,
             wait: None,
             commit_every: None,
+            progress: crate::progress::Progress::none(),
         }
     }
 }
@@ -491,6 +495,7 @@ pub async fn compact(
     for removed in &report.removed_files {
         tx.remove(removed.clone());
     }
+    options.progress.phase("commit", None, Unit::Files);
     let outcome = tx.commit().await?;
     report.committed = true;
     report.committed_parts = 1;
@@ -611,6 +616,7 @@ async fn compact_in_parts(
         for removed in &part.removed_files {
             current.remove(removed.clone());
         }
+        options.progress.phase("commit", None, Unit::Files);
         let outcome = current.commit().await.map_err(|e| partial(committed, e))?;
         report.committed = true;
         report.committed_parts += 1;
@@ -650,6 +656,7 @@ async fn plan_and_run(
     staging: Option<&Staging>,
     only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(CompactReport, Vec<PublishEntry>)> {
+    options.progress.phase("plan", None, Unit::Files);
     // Listed under the lease: nothing changes between this listing and the commit.
     let all = match listing::list(location).await? {
         Listing::Dataset(files) => files,
@@ -781,6 +788,10 @@ async fn plan_and_run(
                 (group.clone(), inputs)
             })
             .collect();
+        let rewrite_bytes: u64 = plan.iter().map(|g| g.input_bytes).sum();
+        options
+            .progress
+            .phase("rewrite", Some(rewrite_bytes), Unit::Bytes);
         // Each group is a spawned task (started lazily, GROUPS_IN_PARALLEL at a time), so
         // decoding and encoding spread over the runtime's threads.
         let written = crate::tasks::run_bounded(
@@ -914,6 +925,7 @@ async fn rewrite_group(
         GroupInputs::Files(files) => read_footers(&location, files).await?,
     };
     let input_rows: u64 = files.iter().map(|m| m.num_rows).sum();
+    let mut meter = options.progress.meter(group.input_bytes, input_rows);
     if input_rows == 0 {
         return Ok((Vec::new(), "", 0));
     }
@@ -972,8 +984,11 @@ async fn rewrite_group(
     let scan = scanner.scan(&plan).await?;
     let mut stream = scan.stream;
     while let Some(batch) = stream.next().await {
-        writer.write_into(&group.folder, &batch?).await?;
+        let batch = batch?;
+        writer.write_into(&group.folder, &batch).await?;
+        meter.rows(batch.num_rows() as u64);
     }
+    meter.done();
     Ok((writer.finish_allow_none().await?, scan.executor, input_rows))
 }
 

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::ops::Execution;
 use crate::ops::write::reject_file_path;
 use crate::plan::scan::{ScanFile, ScanPlan};
+use crate::progress::Unit;
 use crate::write::{Codec, DatasetWriter, WriteOptions};
 
 /// Options of a deduplication.
@@ -49,6 +50,8 @@ pub struct DedupOptions {
     pub dry_run: bool,
     /// Wait up to this long for another writer's lease.
     pub wait: Option<Duration>,
+    /// Where progress is reported (phases with totals; default: nowhere).
+    pub progress: crate::progress::Progress,
 }
 
 /// What a deduplication did (or, in a dry run, would do).
@@ -135,6 +138,7 @@ pub async fn dedup(
         tx.remove(removed.clone());
     }
     tx.add_all(outputs);
+    options.progress.phase("commit", None, Unit::Files);
     let outcome = tx.commit().await?;
     report.committed = true;
     report.cleanup_pending = outcome.cleanup_pending;
@@ -156,6 +160,8 @@ async fn plan_and_run(
     options: &DedupOptions,
     tx: Option<&mut Transaction>,
 ) -> Result<(DedupReport, Vec<PublishEntry>)> {
+    let progress = &options.progress;
+    progress.phase("plan", None, Unit::Files);
     let scope = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
     scope.require(options.key.iter().chain(&options.order_by))?;
     // Partition columns are constant in a folder, and folders are deduplicated apart.
@@ -185,8 +191,11 @@ async fn plan_and_run(
     }
     let mut execution = Execution::default();
     let mut files: Vec<FileDedup> = Vec::new();
+    let scope_bytes: u64 = folders.values().flatten().map(|m| m.file.size).sum();
+    progress.phase("scan keys", Some(scope_bytes), Unit::Bytes);
     for (folder, mut metas) in folders {
         metas.sort_by(|a, b| a.file.relative.cmp(&b.file.relative));
+        let folder_bytes: u64 = metas.iter().map(|m| m.file.size).sum();
         let found = find_duplicates(
             scanner,
             location,
@@ -204,6 +213,7 @@ async fn plan_and_run(
                 drop,
             });
         }
+        progress.advance(folder_bytes);
     }
     let before_rows: u64 = files.iter().map(|f| f.meta.num_rows).sum();
     let removed: u64 = files.iter().map(|f| f.drop.len() as u64).sum();
@@ -235,8 +245,15 @@ async fn plan_and_run(
     if let Some(codec) = options.compression {
         write = write.with_compression(codec);
     }
+    let rewrite_bytes: u64 = files
+        .iter()
+        .filter(|f| !f.drop.is_empty())
+        .map(|f| f.meta.file.size)
+        .sum();
+    progress.phase("rewrite", Some(rewrite_bytes), Unit::Bytes);
     for file in files.iter().filter(|f| !f.drop.is_empty()) {
         let (entries, executor) = rewrite_without(scanner, tx, location, file, &write).await?;
+        progress.advance(file.meta.file.size);
         report.execution.scan = Some(executor.to_string());
         report.execution.write = Some(crate::ops::CORE_WRITER.to_string());
         let written: u64 = entries.iter().map(|e| e.row_count).sum();

@@ -212,7 +212,12 @@ pub trait Operations: DatasetBackend {
             "planned read"
         );
         let scan = self.scanner().scan(&plan).await?;
-        Ok(Batches::new(Arc::clone(&plan.output_schema), scan.stream))
+        let batches = Batches::new(Arc::clone(&plan.output_schema), scan.stream);
+        // Without a filter the planned row groups' rows are what the stream holds.
+        Ok(match plan.unfiltered_rows() {
+            Some(rows) => batches.with_rows_hint(rows),
+            None => batches,
+        })
     }
 
     /// Lists data files with sizes and row counts from the footers.

@@ -13,6 +13,7 @@ use crate::dataset::schema::{check_fits, conform_batch};
 use crate::dataset::storage::Location;
 use crate::error::{Error, Result};
 use crate::ops::{Execution, WriteReport};
+use crate::progress::Unit;
 use crate::stream::Batches;
 use crate::write::{DatasetWriter, WriteMode, WriteOptions, WrittenFile};
 
@@ -35,6 +36,9 @@ pub async fn reject_file_path(location: &Location) -> Result<()> {
     Ok(())
 }
 
+/// How many input batches a write decodes ahead of the one it encodes.
+pub const INPUT_PREFETCH: usize = 4;
+
 /// Writes `input` into the dataset through the commit protocol with the shared writer.
 /// `engine` names the engine in the report.
 pub async fn write_dataset(
@@ -45,7 +49,10 @@ pub async fn write_dataset(
 ) -> Result<WriteReport> {
     let started = Instant::now();
     options.validate()?;
-    let (input_schema, mut stream) = input.into_parts();
+    let progress = &options.progress;
+    let rows_hint = input.rows_hint();
+    // The input is decoded ahead on another core while this task encodes.
+    let (input_schema, mut stream) = input.prefetched(INPUT_PREFETCH).into_parts();
     let file_schema = options.file_schema(&input_schema)?;
     reject_file_path(location).await?;
     let mut tx = Transaction::begin(location, "write", options.wait).await?;
@@ -77,10 +84,12 @@ pub async fn write_dataset(
         };
         let mut writer =
             DatasetWriter::new(tx.staging(), Arc::clone(&writer_schema), options.clone())?;
+        progress.phase("write", rows_hint, Unit::Rows);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let batch = conform_batch(&batch, &writer_schema)?;
             writer.write(&batch).await?;
+            progress.advance(batch.num_rows() as u64);
         }
         tx.add_all(writer.finish().await?);
         let mut removed = Vec::new();
@@ -100,6 +109,7 @@ pub async fn write_dataset(
             return Err(e);
         }
     };
+    progress.phase("commit", None, Unit::Files);
     let outcome = tx.commit().await?;
     let files: Vec<WrittenFile> = outcome.files.into_iter().map(WrittenFile::from).collect();
     Ok(WriteReport {

@@ -327,6 +327,29 @@ pub async fn plan_scan_pruned(
 }
 
 impl ScanPlan {
+    /// The rows the plan yields when it has no filter: those of its row groups (capped by
+    /// the limit). `None` with a filter (the count is only known once read).
+    pub fn unfiltered_rows(&self) -> Option<u64> {
+        if self.filter.is_some() {
+            return None;
+        }
+        let rows: u64 = self
+            .files
+            .iter()
+            .map(|f| {
+                let meta = f.meta.metadata();
+                f.row_groups
+                    .iter()
+                    .map(|&g| meta.row_group(g).num_rows().max(0) as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        Some(match self.limit {
+            Some(limit) => rows.min(limit as u64),
+            None => rows,
+        })
+    }
+
     /// A plan reading `files` (their chosen row groups) whole, in order, as columns
     /// `output_schema` of `dataset_schema` (data columns then `partitions`' columns), with
     /// no filter: how compaction and merge read the files they rewrite.

@@ -296,6 +296,7 @@ pub(crate) async fn confirm_candidates(
             let (done, left) = sets
                 .confirm_all(location, plans, &candidates, file_key_cols)
                 .await?;
+            options.progress.advance(done.len() as u64);
             for (_, scan, executor) in done {
                 if executor != "none" {
                     note_executor(&mut execution.scan, scan);
@@ -319,6 +320,7 @@ pub(crate) async fn confirm_candidates(
         let (location, source) = (location.clone(), Arc::clone(source));
         let (key, converter, cols) = (Arc::clone(&key), Arc::clone(&converter), Arc::clone(&cols));
         let scanner = Arc::clone(&executors.scanner);
+        let progress = options.progress.clone();
         async move {
             let executor = confirm(
                 scanner.as_ref(),
@@ -330,6 +332,7 @@ pub(crate) async fn confirm_candidates(
                 &cols,
             )
             .await?;
+            progress.advance(1);
             Ok::<_, Error>((i, plan, executor))
         }
     });

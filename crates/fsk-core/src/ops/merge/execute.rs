@@ -19,6 +19,7 @@ use crate::ops::merge::plan::{MergePlan, RewriteRule};
 use crate::ops::merge::source::Source;
 use crate::ops::merge::{FILES_IN_PARALLEL, FileOperation, MergeReport, note_executor};
 use crate::plan::scan::{ScanFile, ScanPlan};
+use crate::progress::{Progress, Unit};
 use crate::write::{DatasetWriter, WriteOptions};
 
 /// What every file rewrite of one merge shares.
@@ -35,6 +36,8 @@ struct RewriteContext {
     emitted: Arc<std::sync::Mutex<HashSet<u32>>>,
     /// The engine's scan, which reads the files rewritten.
     scanner: Arc<dyn Scanner>,
+    /// Advanced by each file's bytes as its rows are read (phase `rewrite`).
+    progress: Progress,
 }
 
 /// Rewrites one file: matched rows replaced in place (or unmatched rows dropped), the rest
@@ -78,8 +81,10 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<(Vec<PublishEntr
     let matches = &plan.matched_rows;
     let mut next_match = 0;
     let mut position: u64 = 0;
+    let mut meter = ctx.progress.meter(plan.meta.file.size, plan.meta.num_rows);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
+        meter.rows(batch.num_rows() as u64);
         let mut indices: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let at = position + row as u64;
@@ -114,6 +119,7 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<(Vec<PublishEntr
         let out = interleave_batches(&[&batch, &source_rows], &indices, file_schema)?;
         writer.write_into(&plan.dir, &out).await?;
     }
+    meter.done();
     Ok((writer.finish_allow_none().await?, executor))
 }
 
@@ -166,7 +172,12 @@ pub(crate) async fn execute(
         rule,
         emitted: Arc::new(std::sync::Mutex::new(HashSet::new())),
         scanner: Arc::clone(scanner),
+        progress: options.progress.clone(),
     };
+    let rewrite_bytes: u64 = to_rewrite.iter().map(|p| p.meta.file.size).sum();
+    options
+        .progress
+        .phase("rewrite", Some(rewrite_bytes), Unit::Bytes);
     let removals: Vec<String> = to_rewrite
         .iter()
         .map(|p| p.meta.file.relative.clone())
@@ -198,7 +209,11 @@ pub(crate) async fn execute(
             .with_partition_by(shape.partitions.clone());
         let mut writer =
             DatasetWriter::new(staging, Arc::clone(&shape.dataset_schema), insert_options)?;
+        options
+            .progress
+            .phase("insert", Some(rows.num_rows() as u64), Unit::Rows);
         writer.write(&rows).await?;
+        options.progress.advance(rows.num_rows() as u64);
         // A dataset that ends with no rows keeps one empty file with the schema.
         let entries = if ends_empty && outputs.iter().all(|(e, _)| e.row_count == 0) {
             writer.finish().await?

@@ -135,6 +135,8 @@ pub struct MergeOptions {
     pub wait: Option<Duration>,
     /// The memory the engine's key match may use before it spills.
     pub memory: crate::plan::sort::MemoryBudget,
+    /// Where progress is reported (phases with totals; default: nowhere).
+    pub progress: crate::progress::Progress,
 }
 
 /// What executes a merge's primitives: the engine's scanner, and its key match (`None`: the
@@ -160,6 +162,7 @@ impl MergeOptions {
             write: WriteOptions::default(),
             wait: None,
             memory: crate::plan::sort::MemoryBudget::default(),
+            progress: crate::progress::Progress::none(),
         }
     }
 
@@ -360,7 +363,8 @@ pub async fn merge(
 ) -> Result<MergeReport> {
     let started = Instant::now();
     let mode = validate_options(options)?;
-    let (source_schema, source_batches, source_count) = collect_source(source).await?;
+    let progress = &options.progress;
+    let (source_schema, source_batches, source_count) = collect_source(source, progress).await?;
     for k in &options.key {
         if source_schema.field_with_name(k).is_err() {
             return Err(Error::column_not_found(k, "source (key)", &source_schema));
@@ -410,6 +414,7 @@ pub async fn merge(
     }
     let operations: Vec<FileOperation> = outputs.iter().map(|(_, op)| *op).collect();
     tx.add_all(outputs.into_iter().map(|(e, _)| e));
+    progress.phase("commit", None, crate::progress::Unit::Files);
     let outcome = tx.commit().await?;
     report.committed = true;
     report.cleanup_pending = outcome.cleanup_pending;

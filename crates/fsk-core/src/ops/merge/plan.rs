@@ -99,6 +99,9 @@ pub(crate) async fn plan_merge(
     options: &MergeOptions,
     mode: RewriteMode,
 ) -> Result<MergePlan> {
+    options
+        .progress
+        .phase("plan", None, crate::progress::Unit::Files);
     let files = match listing::list(location).await? {
         Listing::File(_) => {
             return Err(Error::NotADirectory {
@@ -137,6 +140,11 @@ pub(crate) async fn plan_merge(
         candidates::prune_by_bloom_all(location, &mut plans, &source, &file_key_cols[0]).await?;
     }
     report.files_key_scanned = plans.iter().filter(|p| p.pruned.is_none()).count() as u64;
+    options.progress.phase(
+        "scan keys",
+        Some(report.files_key_scanned),
+        crate::progress::Unit::Files,
+    );
     confirm::confirm_candidates(
         executors,
         location,

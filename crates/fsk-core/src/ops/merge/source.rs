@@ -151,9 +151,21 @@ pub(crate) fn key_columns(
         .collect()
 }
 
-pub(crate) async fn collect_source(source: Batches) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+/// Reads the whole source, advancing `progress` (phase `read source`, in rows) as it goes.
+pub(crate) async fn collect_source(
+    source: Batches,
+    progress: &crate::progress::Progress,
+) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+    progress.phase(
+        "read source",
+        source.rows_hint(),
+        crate::progress::Unit::Rows,
+    );
     let (schema, stream) = source.into_parts();
-    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let batches: Vec<RecordBatch> = stream
+        .inspect_ok(|b| progress.advance(b.num_rows() as u64))
+        .try_collect()
+        .await?;
     let count = batches.iter().map(|b| b.num_rows() as u64).sum();
     Ok((schema, batches, count))
 }

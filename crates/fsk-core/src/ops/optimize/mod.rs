@@ -51,6 +51,7 @@ use crate::ops::write::reject_file_path;
 use crate::ops::{CORE_WRITER, Execution};
 use crate::plan::scan::{ScanFile, ScanPlan};
 use crate::plan::sort::{MemoryBudget, SortKey};
+use crate::progress::Unit;
 use crate::write::{Codec, DatasetWriter, WriteOptions, WrittenFile};
 
 pub use curve::Curve;
@@ -99,6 +100,8 @@ pub struct OptimizeOptions {
     pub wait: Option<Duration>,
     /// Memory for the sort; beyond it the engine spills.
     pub memory: MemoryBudget,
+    /// Where progress is reported (phases with totals; default: nowhere).
+    pub progress: crate::progress::Progress,
 }
 
 impl OptimizeOptions {
@@ -117,6 +120,7 @@ impl OptimizeOptions {
             dry_run: false,
             wait: None,
             memory: MemoryBudget::default(),
+            progress: crate::progress::Progress::none(),
         }
     }
 
@@ -432,6 +436,7 @@ pub async fn optimize<B: DatasetBackend + ?Sized>(
     for removed in &report.removed_files {
         tx.remove(removed.clone());
     }
+    options.progress.phase("commit", None, Unit::Files);
     let outcome = tx.commit().await?;
     report.committed = true;
     report.cleanup_pending = outcome.cleanup_pending;
@@ -497,6 +502,8 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
     options: &OptimizeOptions,
     staging: Option<&Staging>,
 ) -> Result<(OptimizeReport, Vec<PublishEntry>)> {
+    let progress = &options.progress;
+    progress.phase("plan", None, Unit::Files);
     let scope = crate::ops::Scope::read(location, options.partition_filter.as_deref()).await?;
     let partition_names = scope.partitions.names();
     for column in &options.columns {
@@ -578,6 +585,9 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
     };
     let mut planned_outputs = 0usize;
     let total_rows: u64 = folders.values().flatten().map(|m| m.num_rows).sum();
+    let total_bytes: u64 = folders.values().flatten().map(|m| m.file.size).sum();
+    // Each folder's bytes count once it is sampled and (unless left alone) rewritten.
+    progress.phase("rewrite", Some(total_bytes), Unit::Bytes);
     for (folder, mut metas) in folders {
         metas.sort_by(|a, b| a.file.relative.cmp(&b.file.relative));
         let rows: u64 = metas.iter().map(|m| m.num_rows).sum();
@@ -628,6 +638,7 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
             for (c, bounds) in after.iter_mut().enumerate() {
                 bounds.extend_from_slice(&before[c][first..]);
             }
+            progress.advance(bytes);
             continue;
         }
         let maps: Vec<RankMap> = (0..k)
@@ -689,6 +700,7 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
             } else {
                 cuts.len() + 1
             };
+            progress.advance(bytes);
             continue;
         };
         let job = FolderJob {
@@ -720,6 +732,7 @@ async fn plan_and_run<B: DatasetBackend + ?Sized>(
             bounds.extend(written.bounds.iter().map(|b| b[c].clone()));
         }
         entries.extend(written.entries);
+        progress.advance(bytes);
     }
     report.execution = execution;
     report.after_file_count = planned_outputs;
