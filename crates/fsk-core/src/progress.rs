@@ -268,7 +268,8 @@ mod tests {
     #[test]
     fn a_meter_advances_exactly_its_bytes() {
         let sink = RecordingSink::new();
-        let progress = Progress::new(sink.clone());
+        let shared: Arc<RecordingSink> = Arc::clone(&sink);
+        let progress = Progress::new(shared);
         progress.phase("rewrite", Some(1000), Unit::Bytes);
         let mut meter = progress.meter(1000, 3);
         meter.rows(1);
