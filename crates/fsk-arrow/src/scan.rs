@@ -25,7 +25,7 @@ use fsk_core::engine::{BatchStream, Scan, Scanner};
 use fsk_core::error::{Error, Result};
 use fsk_core::expr::BoundPredicate;
 use fsk_core::plan::scan::{ScanFile, ScanPlan};
-use fsk_core::stream::limit_stream;
+use fsk_core::stream::{limit_stream, prefetch};
 use fsk_core::value::ScalarValue;
 
 /// What the parquet crate's reader reports as its executor.
@@ -46,8 +46,19 @@ impl Scanner for ArrowScanner {
     }
 }
 
-/// How many files are opened ahead of the one being consumed.
+/// How many files are opened (and decoded) at once, at least: the one being consumed and
+/// those ahead.
 pub const FILES_IN_FLIGHT: usize = 2;
+
+/// Files in flight on this machine: one per core (at most 8), at least [`FILES_IN_FLIGHT`].
+fn files_in_flight() -> usize {
+    std::thread::available_parallelism()
+        .map_or(FILES_IN_FLIGHT, |n| n.get().min(8))
+        .max(FILES_IN_FLIGHT)
+}
+
+/// How many batches each file in flight decodes ahead of its consumer.
+pub const BATCHES_AHEAD: usize = 2;
 
 /// Streams batches of [`ScanPlan::scan_schema`], row-group pruned, with the filter
 /// evaluated inside the parquet reader on the file's columns (a `RowFilter`: the filter
@@ -65,10 +76,18 @@ pub fn scan(plan: &ScanPlan) -> BatchStream {
             let location = location.clone();
             let scan_schema = Arc::clone(&scan_schema);
             let filter = filter.clone();
-            async move { scan_file(location, file, scan_schema, batch_size, filter).await }
+            // Each file opens and decodes in its own task, spawned as soon as it is among the
+            // files in flight, a few batches ahead of the consumer: the files in flight
+            // decode on every core, not on the consumer's alone.
+            let file = futures::stream::once(async move {
+                scan_file(location, file, scan_schema, batch_size, filter).await
+            })
+            .try_flatten()
+            .boxed();
+            futures::future::ready(prefetch(file, BATCHES_AHEAD))
         })
-        .buffered(FILES_IN_FLIGHT)
-        .try_flatten()
+        .buffered(files_in_flight())
+        .flatten()
         .boxed()
 }
 

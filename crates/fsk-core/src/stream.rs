@@ -82,23 +82,12 @@ impl Batches {
     pub fn prefetched(self, depth: usize) -> Batches {
         let Batches {
             schema,
-            mut stream,
+            stream,
             rows_hint,
         } = self;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(depth.max(1));
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    // The consumer is gone, or the stream ended with an error.
-                    break;
-                }
-            }
-        });
-        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
         Batches {
             schema,
-            stream,
+            stream: prefetch(stream, depth),
             rows_hint,
         }
     }
@@ -121,6 +110,24 @@ impl From<RecordBatch> for Batches {
     fn from(batch: RecordBatch) -> Self {
         Batches::from_batches(batch.schema(), vec![batch])
     }
+}
+
+/// `stream` polled by a spawned task up to `depth` batches ahead of its consumer, so its
+/// work (decoding, say) runs on another core. Dropping the result stops the task at its next
+/// batch; an error ends the stream after it is passed on. Needs a tokio runtime: the task is
+/// spawned here.
+pub fn prefetch(mut stream: BatchStream, depth: usize) -> BatchStream {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(depth.max(1));
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                // The consumer is gone, or the stream ended with an error.
+                break;
+            }
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 /// Stops a stream after `limit` rows (slicing the last batch); polls nothing after that.
