@@ -88,6 +88,17 @@ def generate(work, rows, layout):
     return path
 
 
+def pristine_dataset(work, fsk, rows, files, per_file, layout):
+    """The source file and the dataset fsk wrote from it (partitioned by day, `per_file`
+    rows per file), each made once and kept under `work`."""
+    src = generate(work, rows, layout)
+    pristine = os.path.join(work, f"ds-{layout}-{rows}-{files}")
+    if not os.path.exists(pristine):
+        fsk_json(fsk, ["write", src, pristine, "--partition-by", "day",
+                       "--max-rows-per-file", str(per_file)])
+    return src, pristine
+
+
 def fsk_json(fsk, args):
     figures, out = run_measured([fsk, "--json", *args])
     return figures, json.loads(out)
@@ -543,12 +554,7 @@ def main():
     fsk = args.fsk
 
     def dataset(layout):
-        src = generate(args.work, rows, layout)
-        pristine = os.path.join(args.work, f"ds-{layout}-{rows}-{args.files}")
-        if not os.path.exists(pristine):
-            fsk_json(fsk, ["write", src, pristine, "--partition-by", "day",
-                           "--max-rows-per-file", str(per_file)])
-        return src, pristine
+        return pristine_dataset(args.work, fsk, rows, args.files, per_file, layout)
 
     def record(name, entry):
         results["workloads"][name] = entry
@@ -590,12 +596,7 @@ def main():
             files = max(1, size // per_file)
 
             def sized(layout, size=size, files=files):
-                src = generate(args.work, size, layout)
-                pristine = os.path.join(args.work, f"ds-{layout}-{size}-{files}")
-                if not os.path.exists(pristine):
-                    fsk_json(fsk, ["write", src, pristine, "--partition-by", "day",
-                                   "--max-rows-per-file", str(per_file)])
-                return src, pristine
+                return pristine_dataset(args.work, fsk, size, files, per_file, layout)
 
             no_delta, args.no_delta = args.no_delta, True
             entry[str(size)] = merge_workload(args, fsk, size, f"B8-{size}", "clustered",

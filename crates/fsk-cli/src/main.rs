@@ -847,6 +847,7 @@ async fn run_compact(
             "must be at least 1",
         ));
     }
+    let shown = global.progress();
     let options = CompactOptions {
         target_file_size: args.target_file_size,
         target_rows,
@@ -858,12 +859,7 @@ async fn run_compact(
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
         commit_every: at_least_one("commit-every", args.commit_every)?.map(|n| n as usize),
-        progress: Default::default(),
-    };
-    let shown = global.progress();
-    let options = CompactOptions {
         progress: shown.handle(),
-        ..options
     };
     let report = backend.compact(&location, &options).await;
     shown.finish();
@@ -965,6 +961,7 @@ async fn run_optimize(
 ) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
     let target_rows = at_least_one("target-rows", args.target_rows)?;
+    let shown = global.progress();
     let options = fsk::OptimizeOptions {
         columns: args.zorder.clone(),
         curve: args.curve.parse()?,
@@ -978,12 +975,7 @@ async fn run_optimize(
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
         memory: global.memory_budget()?,
-        progress: Default::default(),
-    };
-    let shown = global.progress();
-    let options = fsk::OptimizeOptions {
         progress: shown.handle(),
-        ..options
     };
     let report = backend.optimize(&location, &options).await;
     shown.finish();
@@ -1046,6 +1038,7 @@ async fn run_dedup(
     storage: &StorageOptions,
 ) -> Result<()> {
     let location = Location::parse_with_options(&args.dataset, storage)?;
+    let shown = global.progress();
     let options = fsk::DedupOptions {
         key: args.key.clone(),
         order_by: args.order_by.clone(),
@@ -1053,12 +1046,7 @@ async fn run_dedup(
         compression: args.maintenance.codec()?,
         dry_run: args.maintenance.dry_run,
         wait: wait_duration(args.maintenance.wait)?,
-        progress: Default::default(),
-    };
-    let shown = global.progress();
-    let options = fsk::DedupOptions {
         progress: shown.handle(),
-        ..options
     };
     let report = backend.dedup(&location, &options).await;
     shown.finish();
