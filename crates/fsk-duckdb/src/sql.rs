@@ -71,9 +71,14 @@ fn run(
     schema_tx: &mut Option<tokio::sync::oneshot::Sender<Result<SchemaRef>>>,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
+    // One database: DuckDB's parser counts the statements on it, then the query runs in it.
+    let database =
+        crate::statements::Database::open().map_err(|e| setup_error("opening DuckDB", e))?;
     // Refused before anything is registered or run.
-    only_a_query(&query.sql)?;
-    let conn = Connection::open_in_memory().map_err(|e| setup_error("opening DuckDB", e))?;
+    only_a_query(&database, &query.sql)?;
+    let conn = database
+        .connect()
+        .map_err(|e| setup_error("opening DuckDB", e))?;
     conn.execute_batch(&crate::sort::budget_settings(&query.memory))
         .map_err(|e| setup_error("configuring DuckDB", e))?;
     let mut all_files: Vec<LocalFile> = Vec::new();
@@ -125,7 +130,7 @@ fn run(
 
 /// Refuses anything but one query (DuckDB would run `COPY ... TO`, `ATTACH` or `CREATE` as
 /// well): the text must parse, in sqlparser's DuckDB dialect, as exactly one query.
-fn only_a_query(sql: &str) -> Result<()> {
+fn only_a_query(database: &crate::statements::Database, sql: &str) -> Result<()> {
     let refuse = |message: String| Error::Sql {
         engine: ENGINE.to_string(),
         kind: SqlErrorKind::Syntax,
@@ -133,7 +138,7 @@ fn only_a_query(sql: &str) -> Result<()> {
         message,
     };
     // DuckDB's own parser first: `prepare` would run all statements but the last.
-    match crate::statements::statement_count(sql) {
+    match database.statement_count(sql) {
         Ok(1) => {}
         Ok(n) => {
             return Err(refuse(format!(
