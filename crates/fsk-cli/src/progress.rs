@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use fsk::progress::Unit;
 use fsk::{Progress, ProgressSink};
@@ -73,16 +73,17 @@ impl Drop for Shown {
     }
 }
 
-/// An indicatif bar: one bar, restyled at each phase.
+/// An indicatif bar per phase: each phase's bar is made whole (style, total, name) before it
+/// is drawn, then replaces the last one, so no frame mixes two phases.
 struct BarSink {
-    bar: ProgressBar,
+    bar: Mutex<ProgressBar>,
 }
 
 impl BarSink {
     fn new() -> Self {
-        let bar = ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(120));
-        BarSink { bar }
+        BarSink {
+            bar: Mutex::new(ProgressBar::hidden()),
+        }
     }
 }
 
@@ -108,21 +109,27 @@ fn style(unit: Unit, total: Option<u64>) -> ProgressStyle {
 
 impl ProgressSink for BarSink {
     fn phase(&self, name: &'static str, total: Option<u64>, unit: Unit) {
-        self.bar.reset();
-        match total {
-            Some(total) => self.bar.set_length(total),
-            None => self.bar.unset_length(),
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
+        bar.set_style(style(unit, total));
+        bar.set_message(name);
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut current) = self.bar.lock() {
+            current.finish_and_clear();
+            *current = bar;
         }
-        self.bar.set_style(style(unit, total));
-        self.bar.set_message(name);
     }
 
     fn advance(&self, amount: u64) {
-        self.bar.inc(amount);
+        if let Ok(bar) = self.bar.lock() {
+            bar.inc(amount);
+        }
     }
 
     fn finish(&self) {
-        self.bar.finish_and_clear();
+        if let Ok(bar) = self.bar.lock() {
+            bar.finish_and_clear();
+        }
     }
 }
 
