@@ -96,14 +96,25 @@ fn style(unit: Unit, total: Option<u64>) -> ProgressStyle {
             "{spinner} {msg:<11} {binary_bytes} ({binary_bytes_per_sec}) {elapsed}"
         }
         (Unit::Rows, Some(_)) => {
-            "{spinner} {msg:<11} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, eta {eta}) {elapsed}"
+            "{spinner} {msg:<11} [{bar:30}] {human_pos}/{human_len} rows ({rows_per_sec}, eta {eta}) {elapsed}"
         }
-        (Unit::Rows, None) => "{spinner} {msg:<11} {human_pos} rows ({per_sec}) {elapsed}",
+        (Unit::Rows, None) => "{spinner} {msg:<11} {human_pos} rows ({rows_per_sec}) {elapsed}",
         (Unit::Files, Some(_)) => "{spinner} {msg:<11} [{bar:30}] {pos}/{len} files {elapsed}",
         (Unit::Files, None) => "{spinner} {msg:<11} {elapsed}",
     };
     ProgressStyle::with_template(template)
         .expect("valid template")
+        .with_key(
+            "rows_per_sec",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                // Whole rows per second, grouped (`{per_sec}` prints four decimals).
+                let _ = write!(
+                    w,
+                    "{} rows/s",
+                    indicatif::HumanCount(state.per_sec().max(0.0) as u64)
+                );
+            },
+        )
         .progress_chars("=> ")
 }
 
