@@ -28,7 +28,7 @@ pub enum ProgressMode {
 /// shows nothing), and the sink to finish when the operation ends.
 pub fn progress_for(mode: ProgressMode, json: bool, quiet: bool) -> Shown {
     let terminal = std::io::stderr().is_terminal();
-    let sink: Option<Arc<dyn Finish>> = match mode {
+    let sink: Option<Arc<dyn ProgressSink>> = match mode {
         _ if quiet => None,
         ProgressMode::Never => None,
         ProgressMode::Auto if json || !terminal => None,
@@ -39,22 +39,16 @@ pub fn progress_for(mode: ProgressMode, json: bool, quiet: bool) -> Shown {
     Shown { sink }
 }
 
-/// A sink the CLI ends when the operation returns.
-pub trait Finish: ProgressSink {
-    /// The sink as the core's progress sink.
-    fn as_sink(self: Arc<Self>) -> Arc<dyn ProgressSink>;
-}
-
 /// The progress shown for one operation.
 pub struct Shown {
-    sink: Option<Arc<dyn Finish>>,
+    sink: Option<Arc<dyn ProgressSink>>,
 }
 
 impl Shown {
     /// The handle to put in the operation's options.
     pub fn handle(&self) -> Progress {
         match &self.sink {
-            Some(sink) => Progress::new(Arc::clone(sink).as_sink()),
+            Some(sink) => Progress::new(Arc::clone(sink)),
             None => Progress::none(),
         }
     }
@@ -141,12 +135,6 @@ impl ProgressSink for BarSink {
         if let Ok(bar) = self.bar.lock() {
             bar.finish_and_clear();
         }
-    }
-}
-
-impl Finish for BarSink {
-    fn as_sink(self: Arc<Self>) -> Arc<dyn ProgressSink> {
-        self
     }
 }
 
@@ -256,11 +244,5 @@ impl ProgressSink for LineSink {
         {
             Self::end(&last);
         }
-    }
-}
-
-impl Finish for LineSink {
-    fn as_sink(self: Arc<Self>) -> Arc<dyn ProgressSink> {
-        self
     }
 }

@@ -75,23 +75,6 @@ impl Batches {
         (self.schema, self.stream)
     }
 
-    /// The same batches, produced ahead by a spawned task up to `depth` batches in advance,
-    /// so the producer (decoding a source, say) runs on another core while the consumer
-    /// (encoding) works. Memory holds at most `depth` batches more. Dropping the result
-    /// stops the producer. Needs a tokio runtime.
-    pub fn prefetched(self, depth: usize) -> Batches {
-        let Batches {
-            schema,
-            stream,
-            rows_hint,
-        } = self;
-        Batches {
-            schema,
-            stream: prefetch(stream, depth),
-            rows_hint,
-        }
-    }
-
     /// Collects every batch (for tests and small results).
     pub async fn collect(self) -> Result<Vec<RecordBatch>> {
         self.stream.try_collect().await

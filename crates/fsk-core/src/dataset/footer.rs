@@ -403,14 +403,6 @@ fn int96_as_micros(
 /// Reads the footers of `files` concurrently, in order: each a spawned task, so footers
 /// decode on every core, not only on the task that asked.
 pub async fn read_footers(location: &Location, files: Vec<DataFile>) -> Result<Vec<FileMeta>> {
-    if files.len() <= 1 {
-        // Nothing to spread: no task to spawn.
-        let mut metas = Vec::with_capacity(files.len());
-        for file in files {
-            metas.push(read_footer(location, file).await?);
-        }
-        return Ok(metas);
-    }
     crate::tasks::run_bounded(
         files.into_iter().map(|file| {
             let location = location.clone();

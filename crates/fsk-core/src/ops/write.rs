@@ -36,9 +36,6 @@ pub async fn reject_file_path(location: &Location) -> Result<()> {
     Ok(())
 }
 
-/// How many input batches a write decodes ahead of the one it encodes.
-pub const INPUT_PREFETCH: usize = 4;
-
 /// Writes `input` into the dataset through the commit protocol with the shared writer.
 /// `engine` names the engine in the report.
 pub async fn write_dataset(
@@ -51,8 +48,7 @@ pub async fn write_dataset(
     options.validate()?;
     let progress = &options.progress;
     let rows_hint = input.rows_hint();
-    // The input is decoded ahead on another core while this task encodes.
-    let (input_schema, mut stream) = input.prefetched(INPUT_PREFETCH).into_parts();
+    let (input_schema, mut stream) = input.into_parts();
     let file_schema = options.file_schema(&input_schema)?;
     reject_file_path(location).await?;
     let mut tx = Transaction::begin(location, "write", options.wait).await?;
