@@ -317,6 +317,10 @@ struct MergeFlags {
     /// Plan and count without writing.
     #[arg(long)]
     dry_run: bool,
+    /// auto (default): hold the source in memory up to a quarter of --memory-limit, beyond
+    /// it sort it with the engine and spill it; always; never.
+    #[arg(long, value_name = "auto|always|never")]
+    source_spill: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -530,6 +534,7 @@ async fn run_write(
         ("--dedup-order-by", !args.merge.dedup_order_by.is_empty()),
         ("--rewrite-mode", args.merge.rewrite_mode.is_some()),
         ("--dry-run", args.merge.dry_run),
+        ("--source-spill", args.merge.source_spill.is_some()),
     ] {
         if given {
             return Err(Error::invalid_argument(
@@ -604,6 +609,9 @@ async fn run_merge(
         .map(str::parse::<RewriteMode>)
         .transpose()?;
     options.dry_run = args.merge.dry_run;
+    if let Some(spill) = &args.merge.source_spill {
+        options.source_spill = spill.parse()?;
+    }
     options.write = args.input.write_options()?;
     options.wait = options.write.wait;
     options.memory = global.memory_budget()?;
@@ -650,6 +658,13 @@ async fn run_merge(
         report.files_key_scanned,
         report.files_confirmed
     );
+    if report.source_spilled_bytes > 0 {
+        println!(
+            "source: sorted by {} and spilled ({} bytes) beyond the memory budget",
+            report.execution.sort.as_deref().unwrap_or("the engine"),
+            report.source_spilled_bytes
+        );
+    }
     Ok(())
 }
 

@@ -96,7 +96,10 @@ pub async fn key_match_on_a_source_larger_than_the_budget(
                 batches(source),
                 &MergeOptions {
                     memory: budget,
-                    ..MergeOptions::new(key_columns.clone(), Strategy::Upsert)
+                    // The source in memory: this is the engine's key match under a budget
+                    // (its 64-byte keys alone outgrow it, too much to spill the source).
+                    source_spill: fsk_core::ops::merge::SourceSpill::Never,
+                    ..fx.merge_options(key_columns.clone(), Strategy::Upsert)
                 },
             )
             .await
@@ -154,7 +157,7 @@ pub async fn key_match_on_a_source_larger_than_the_budget(
         .merge(
             &loc,
             batches(vec![rows(3..6, "new")]),
-            &MergeOptions::new(["k"], Strategy::Upsert),
+            &fx.merge_options(["k"], Strategy::Upsert),
         )
         .await
         .expect_err("a null key in the dataset");

@@ -75,6 +75,7 @@ pub struct Fixture {
     kind: StoreUnderTest,
     dir: tempfile::TempDir,
     memory_name: String,
+    source_spill: fsk_core::ops::merge::SourceSpill,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -87,7 +88,34 @@ impl Fixture {
             kind,
             dir: tempfile::tempdir().expect("temporary folder"),
             memory_name: format!("conformance-{}-{n}", std::process::id()),
+            source_spill: fsk_core::ops::merge::SourceSpill::Auto,
         }
+    }
+
+    /// A new fixture of `kind` whose [`Fixture::merge_options`] sort and spill every merge
+    /// source (the path of sources larger than memory), so the merge checks run on it too.
+    pub fn spilling(kind: StoreUnderTest) -> Self {
+        Fixture {
+            source_spill: fsk_core::ops::merge::SourceSpill::Always,
+            ..Fixture::new(kind)
+        }
+    }
+
+    /// Merge options for `key` and `strategy`, holding or spilling the source as this
+    /// fixture asks (the checks of merge build their options here).
+    pub fn merge_options<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        key: I,
+        strategy: fsk_core::ops::merge::Strategy,
+    ) -> fsk_core::ops::merge::MergeOptions {
+        let mut options = fsk_core::ops::merge::MergeOptions::new(key, strategy);
+        options.source_spill = self.source_spill;
+        options
+    }
+
+    /// Whether [`Fixture::merge_options`] spill every source.
+    pub fn spills_sources(&self) -> bool {
+        self.source_spill == fsk_core::ops::merge::SourceSpill::Always
     }
 
     /// The kind of store.
@@ -219,6 +247,8 @@ macro_rules! __with_checks {
         merge_checks::merge_edge_cases,
         merge_checks::bloom_filters_prune_before_the_key_scan,
         merge_checks::bloom_filters_of_narrower_keys_are_not_misread,
+        merge_checks::spilled_source_matches_the_in_memory_path,
+        merge_checks::merge_checks_pass_on_a_spilled_source,
         compact_checks::compact_commits_in_parts,
         optimize_checks::optimize_clusters_rows_within_partitions,
         optimize_checks::optimize_again_is_a_no_op,
@@ -244,10 +274,10 @@ macro_rules! __with_checks {
 #[macro_export]
 macro_rules! __all_checks_fn {
     ([] $($module:ident :: $name:ident),* $(,)?) => {
-        /// Every check, by name.
+        /// Every check, by `module::name`.
         pub fn all_checks() -> Vec<(&'static str, CheckFn)> {
             vec![$((
-                stringify!($name),
+                concat!(stringify!($module), "::", stringify!($name)),
                 (|backend, fixture| $module::$name(backend, fixture).boxed()) as CheckFn,
             )),*]
         }

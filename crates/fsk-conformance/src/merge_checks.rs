@@ -12,8 +12,9 @@ use fsk_core::ReadOptions;
 use fsk_core::engine::DatasetBackend;
 use fsk_core::error::Error;
 use fsk_core::ops::merge::{
-    FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, Strategy,
+    FileOperation, MergeOptions, MergeReport, PruneStage, RewriteMode, SourceSpill, Strategy,
 };
+use fsk_core::plan::sort::MemoryBudget;
 use fsk_core::write::WriteOptions;
 
 use crate::Fixture;
@@ -98,6 +99,12 @@ async fn merge(
         .unwrap_or_else(|e| panic!("merge failed: {e}"));
     if !report.dry_run {
         check_report(loc, &report).await;
+    }
+    if options.source_spill == SourceSpill::Always {
+        assert!(
+            report.source_spilled_bytes > 0 && report.execution.sort.is_some(),
+            "the source was sorted and spilled: {report:?}"
+        );
     }
     report
 }
@@ -195,7 +202,7 @@ pub async fn upsert_updates_and_inserts(backend: &dyn DatasetBackend, fx: &Fixtu
         backend,
         &loc,
         vec![rows_of(&[1, 2, 3], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!(counts(&report), (1, 2, 0, 4));
@@ -221,7 +228,7 @@ pub async fn composite_keys_match_whole_tuples(backend: &dyn DatasetBackend, fx:
         backend,
         &loc,
         vec![rows_of(&[1], "A", "new"), rows_of(&[2], "C", "new")],
-        MergeOptions::new(["id", "cat"], Strategy::Upsert),
+        fx.merge_options(["id", "cat"], Strategy::Upsert),
     )
     .await;
     assert_eq!((report.inserted, report.updated), (1, 1));
@@ -250,7 +257,7 @@ pub async fn insert_adds_only_new_keys(backend: &dyn DatasetBackend, fx: &Fixtur
         backend,
         &loc,
         vec![rows_of(&[1, 2, 3], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Insert),
+        fx.merge_options(["id"], Strategy::Insert),
     )
     .await;
     assert_eq!((report.inserted, report.updated, report.deleted), (1, 0, 0));
@@ -266,7 +273,7 @@ pub async fn insert_adds_only_new_keys(backend: &dyn DatasetBackend, fx: &Fixtur
         backend,
         &loc,
         vec![rows_of(&[1, 3], "a", "x")],
-        MergeOptions::new(["id"], Strategy::Insert),
+        fx.merge_options(["id"], Strategy::Insert),
     )
     .await;
     assert_eq!((report.inserted, report.updated), (0, 0));
@@ -283,7 +290,7 @@ pub async fn update_changes_only_existing_keys(backend: &dyn DatasetBackend, fx:
         backend,
         &loc,
         vec![rows_of(&[2, 3], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Update),
+        fx.merge_options(["id"], Strategy::Update),
     )
     .await;
     assert_eq!((report.inserted, report.updated, report.total), (0, 1, 2));
@@ -294,7 +301,7 @@ pub async fn update_changes_only_existing_keys(backend: &dyn DatasetBackend, fx:
         backend,
         &loc,
         vec![rows_of(&[7, 8], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Update),
+        fx.merge_options(["id"], Strategy::Update),
     )
     .await;
     assert_eq!((report.inserted, report.updated), (0, 0));
@@ -308,7 +315,7 @@ pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &F
         backend,
         &loc,
         vec![rows_of(&[2, 3, 4], "a", "new")],
-        MergeOptions::new(["id"], Strategy::FullMerge),
+        fx.merge_options(["id"], Strategy::FullMerge),
     )
     .await;
     assert_eq!(counts(&report), (1, 2, 1, 3));
@@ -323,7 +330,7 @@ pub async fn full_merge_syncs_to_the_source(backend: &dyn DatasetBackend, fx: &F
         backend,
         &loc,
         vec![empty],
-        MergeOptions::new(["id"], Strategy::FullMerge),
+        fx.merge_options(["id"], Strategy::FullMerge),
     )
     .await;
     assert_eq!(counts(&report), (0, 0, 3, 0));
@@ -342,7 +349,7 @@ pub async fn deduplicate_then_upsert(backend: &dyn DatasetBackend, fx: &Fixture)
         backend,
         &loc,
         source,
-        MergeOptions::new(["id"], Strategy::Deduplicate),
+        fx.merge_options(["id"], Strategy::Deduplicate),
     )
     .await;
     assert_eq!(
@@ -366,7 +373,7 @@ pub async fn deduplicate_then_upsert(backend: &dyn DatasetBackend, fx: &Fixture)
     )
     .expect("batch");
     let low = rows_of(&[5], "a", "low");
-    let mut options = MergeOptions::new(["id"], Strategy::Deduplicate);
+    let mut options = fx.merge_options(["id"], Strategy::Deduplicate);
     options.dedup_order_by = vec!["n".into()];
     merge(backend, &loc, vec![high, low], options).await;
     assert!(
@@ -387,7 +394,7 @@ pub async fn duplicate_source_keys_last_wins(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         source,
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!(
@@ -404,7 +411,7 @@ pub async fn missing_target_is_created_or_left_alone(backend: &dyn DatasetBacken
         backend,
         &loc,
         vec![rows_of(&[1, 2], "a", "v")],
-        MergeOptions::new(["id"], Strategy::Update),
+        fx.merge_options(["id"], Strategy::Update),
     )
     .await;
     assert_eq!((report.inserted, report.updated, report.total), (0, 0, 0));
@@ -426,7 +433,7 @@ pub async fn missing_target_is_created_or_left_alone(backend: &dyn DatasetBacken
             backend,
             &loc,
             vec![rows_of(&[1, 2, 2], "a", "v")],
-            MergeOptions::new(["id"], strategy),
+            fx.merge_options(["id"], strategy),
         )
         .await;
         assert_eq!((report.inserted, report.total), (2, 2), "{strategy}");
@@ -456,7 +463,7 @@ pub async fn incremental_rewrites_only_affected_files(backend: &dyn DatasetBacke
         backend,
         &loc,
         vec![rows_of(&[13, 15, 100], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!(report.rewritten_files.len(), 1);
@@ -550,7 +557,7 @@ pub async fn key_scan_confirms_when_statistics_cannot(backend: &dyn DatasetBacke
         backend,
         &loc,
         vec![rows_of(&[5], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Update),
+        fx.merge_options(["id"], Strategy::Update),
     )
     .await;
     assert_eq!(report.files_pruned_by_statistics, 0, "{:?}", report.pruned);
@@ -596,7 +603,7 @@ pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend
         backend,
         &loc,
         vec![partitioned(&[2, 4], &["y", "z"], "new")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!((report.inserted, report.updated), (1, 1));
@@ -642,7 +649,7 @@ pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend
         backend,
         &loc,
         vec![partitioned(&[1], &["w"], "moved")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert!(
@@ -654,7 +661,7 @@ pub async fn partitions_are_kept_and_moves_rejected(backend: &dyn DatasetBackend
         backend,
         &loc,
         vec![partitioned(&[3], &["y"], "again")],
-        MergeOptions::new(["id", "day"], Strategy::Update),
+        fx.merge_options(["id", "day"], Strategy::Update),
     )
     .await;
     assert_eq!(report.updated, 1);
@@ -669,7 +676,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         good(),
-        MergeOptions::new(["nope"], Strategy::Upsert),
+        fx.merge_options(["nope"], Strategy::Upsert),
     )
     .await;
     assert!(
@@ -680,11 +687,11 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         good(),
-        MergeOptions::new(Vec::<String>::new(), Strategy::Upsert),
+        fx.merge_options(Vec::<String>::new(), Strategy::Upsert),
     )
     .await;
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
-    let mut options = MergeOptions::new(["id"], Strategy::FullMerge);
+    let mut options = fx.merge_options(["id"], Strategy::FullMerge);
     options.rewrite_mode = Some(RewriteMode::Incremental);
     let err = merge_err(backend, &loc, good(), options).await;
     assert!(err.to_string().contains("full_merge"), "{err}");
@@ -699,7 +706,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         vec![nulls],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert!(
@@ -712,7 +719,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         vec![floats],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
@@ -725,7 +732,7 @@ pub async fn invalid_merges_are_typed_errors(backend: &dyn DatasetBackend, fx: &
         backend,
         &loc,
         vec![crate::data::small_int32(&[1])],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
@@ -739,7 +746,7 @@ pub async fn int32_source_keys_match_int64_dataset(backend: &dyn DatasetBackend,
         backend,
         &loc,
         vec![source],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!((report.inserted, report.updated, report.total), (1, 1, 3));
@@ -767,7 +774,7 @@ pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fi
     .await;
     let before = all_objects(&loc).await;
     let source = || vec![rows_of(&[5, 25, 77], "a", "new")];
-    let mut options = MergeOptions::new(["id"], Strategy::Upsert);
+    let mut options = fx.merge_options(["id"], Strategy::Upsert);
     options.dry_run = true;
     let dry = merge(backend, &loc, source(), options).await;
     assert!(dry.dry_run);
@@ -776,7 +783,7 @@ pub async fn dry_run_plans_without_writing(backend: &dyn DatasetBackend, fx: &Fi
         backend,
         &loc,
         source(),
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!(
@@ -810,7 +817,7 @@ pub async fn full_rewrite_mode_gives_the_same_rows(backend: &dyn DatasetBackend,
         5,
     )
     .await;
-    let mut options = MergeOptions::new(["id"], Strategy::Upsert);
+    let mut options = fx.merge_options(["id"], Strategy::Upsert);
     options.rewrite_mode = Some(RewriteMode::Full);
     let report = merge(backend, &loc, vec![rows_of(&[3, 50], "a", "new")], options).await;
     assert_eq!(report.rewritten_files.len(), 4);
@@ -893,7 +900,7 @@ pub async fn merge_reads_only_what_pruning_allows(backend: &dyn DatasetBackend, 
         .merge(
             &loc,
             batches(vec![rows_of(&[5], "a", "new")]),
-            &MergeOptions::new(["id"], Strategy::Update),
+            &fx.merge_options(["id"], Strategy::Update),
         )
         .await
         .expect("merge");
@@ -1000,7 +1007,7 @@ pub async fn failing_store_fails_cleanly_and_recovers(backend: &dyn DatasetBacke
             .merge(
                 &loc,
                 batches(vec![rows_of(&[3, 25, 77], "a", "new")]),
-                &MergeOptions::new(["id"], Strategy::Upsert),
+                &fx.merge_options(["id"], Strategy::Upsert),
             )
             .await;
         counting.fail_every(0);
@@ -1055,7 +1062,7 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
     // Insert with rewrite_mode = full rewrites nothing.
     let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
     let before = data_files(&loc).await;
-    let mut options = MergeOptions::new(["id"], Strategy::Insert);
+    let mut options = fx.merge_options(["id"], Strategy::Insert);
     options.rewrite_mode = Some(RewriteMode::Full);
     let report = merge(backend, &loc, vec![rows_of(&[2, 3], "a", "new")], options).await;
     assert!(
@@ -1082,7 +1089,7 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
         backend,
         &loc,
         vec![rows_of(&[1], "a", "new")],
-        MergeOptions::new(["id"], Strategy::FullMerge),
+        fx.merge_options(["id"], Strategy::FullMerge),
     )
     .await;
     assert_eq!((report.updated, report.deleted, report.total), (1, 3, 1));
@@ -1103,7 +1110,7 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
         backend,
         &loc,
         vec![empty],
-        MergeOptions::new(["id"], Strategy::FullMerge),
+        fx.merge_options(["id"], Strategy::FullMerge),
     )
     .await;
     assert_eq!((report.deleted, report.total), (2, 0));
@@ -1119,7 +1126,7 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
         backend,
         &loc,
         vec![partitioned(&[3], &["z"], "new")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!(report.inserted, 1);
@@ -1153,7 +1160,7 @@ pub async fn merge_edge_cases(backend: &dyn DatasetBackend, fx: &Fixture) {
         backend,
         &loc,
         vec![partitioned(&[1], &["NULL"], "moved")],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert!(err.to_string().contains("partition"), "{err}");
@@ -1185,7 +1192,7 @@ pub async fn bloom_filters_prune_before_the_key_scan(backend: &dyn DatasetBacken
         backend,
         &loc,
         vec![rows_of(&[5], "a", "new")],
-        MergeOptions::new(["id"], Strategy::Update),
+        fx.merge_options(["id"], Strategy::Update),
     )
     .await;
     assert_eq!(report.files_pruned_by_statistics, 0, "{:?}", report.pruned);
@@ -1222,11 +1229,244 @@ pub async fn bloom_filters_of_narrower_keys_are_not_misread(
         backend,
         &loc,
         vec![change],
-        MergeOptions::new(["id"], Strategy::Upsert),
+        fx.merge_options(["id"], Strategy::Upsert),
     )
     .await;
     assert_eq!((report.inserted, report.updated), (0, 1), "{report:?}");
     let (_, rows) = read_rows(backend, &loc, &ReadOptions::default()).await;
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.iter().any(|r| r.contains("new5")), "{rows:?}");
+}
+
+/// Every merge check again on a fixture whose merges sort and spill their source (the path
+/// of sources larger than memory): the same rows, counts, files and errors.
+pub async fn merge_checks_pass_on_a_spilled_source(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let checks: Vec<(&str, crate::CheckFn)> = crate::all_checks()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("merge_checks::")
+                && !name.ends_with("on_a_spilled_source")
+                && !name.ends_with("matches_the_in_memory_path")
+        })
+        .collect();
+    assert!(
+        checks.len() >= 20,
+        "the merge checks are found: {}",
+        checks.len()
+    );
+    let mut failures = Vec::new();
+    for (name, check) in checks {
+        let spilling = Fixture::spilling(fx.kind());
+        assert!(spilling.spills_sources());
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(check(
+            backend, &spilling,
+        )))
+        .await;
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            failures.push(format!("{name}: {message}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "merge checks failed on a spilled source:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// `n` rows with ids `first..first+n` (every third repeated once more later in the batch, so
+/// the source holds duplicates), partitioned by `cat` in three values.
+fn spill_rows(first: i64, n: i64, tag: &str) -> RecordBatch {
+    let mut ids: Vec<i64> = (first..first + n).collect();
+    ids.extend((first..first + n).filter(|i| i % 3 == 0));
+    let cats: Vec<String> = ids
+        .iter()
+        .map(|i| format!("c{}", i.rem_euclid(3)))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("cat", DataType::Utf8, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
+            Arc::new(StringArray::from(cats)),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .enumerate()
+                    .map(|(at, i)| format!("{tag}{i}-{at}"))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| (i % 7) as f64).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("batch")
+}
+
+/// A source larger than a quarter of the budget is sorted by the engine and spilled (`Auto`),
+/// and every strategy then gives exactly the rows, counts and preserved files of the same
+/// merge with the source held in memory; `deduplicate` keeps the highest order value with
+/// the same ties. Distinct keys that outgrow the budget are a typed out-of-memory error that
+/// leaves the dataset untouched. Spill files are removed.
+pub async fn spilled_source_matches_the_in_memory_path(backend: &dyn DatasetBackend, fx: &Fixture) {
+    let spill_dir = tempfile::tempdir().expect("spill folder");
+    let budget = MemoryBudget {
+        bytes: 16 << 20,
+        spill_dir: Some(spill_dir.path().to_path_buf()),
+    };
+    let target: Vec<RecordBatch> = (0..4)
+        .map(|c| {
+            rows_of(
+                &((c * 30_000)..(c + 1) * 30_000).collect::<Vec<_>>(),
+                "a",
+                "old",
+            )
+        })
+        .collect();
+    // Ids 90,000..240,000 (30,000 exist), with duplicates.
+    let source = vec![
+        spill_rows(90_000, 75_000, "x"),
+        spill_rows(165_000, 75_000, "y"),
+    ];
+    let source_bytes: usize = source.iter().map(|b| b.get_array_memory_size()).sum();
+    assert!(
+        source_bytes > budget.bytes / 4,
+        "the source outgrows its share: {source_bytes}"
+    );
+    let write = WriteOptions {
+        partition_by: vec!["cat".into()],
+        max_rows_per_file: Some(10_000),
+        ..WriteOptions::default()
+    };
+    for strategy in [
+        Strategy::Upsert,
+        Strategy::Insert,
+        Strategy::Update,
+        Strategy::FullMerge,
+        Strategy::Deduplicate,
+    ] {
+        let mut reports = Vec::new();
+        let mut contents = Vec::new();
+        for spill in [SourceSpill::Never, SourceSpill::Auto] {
+            let loc = fx.location(&format!("{strategy}-{spill:?}"));
+            // The partitions come from the source's cat: rewrite the target to match.
+            let seeded: Vec<RecordBatch> = target
+                .iter()
+                .map(|b| {
+                    let ids = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .expect("ids");
+                    let cats: Vec<String> = ids
+                        .values()
+                        .iter()
+                        .map(|i| format!("c{}", i.rem_euclid(3)))
+                        .collect();
+                    let mut columns = b.columns().to_vec();
+                    columns[1] = Arc::new(StringArray::from(cats));
+                    RecordBatch::try_new(b.schema(), columns).expect("batch")
+                })
+                .collect();
+            backend
+                .write(&loc, batches(seeded), &write)
+                .await
+                .expect("seed");
+            let mut options = MergeOptions {
+                memory: budget.clone(),
+                source_spill: spill,
+                ..fx.merge_options(["id"], strategy)
+            };
+            if strategy == Strategy::Deduplicate {
+                options.dedup_order_by = vec!["n".into()];
+            }
+            let report = merge(backend, &loc, source.clone(), options).await;
+            assert_eq!(
+                report.source_spilled_bytes > 0,
+                spill == SourceSpill::Auto,
+                "{strategy} {spill:?}: {report:?}"
+            );
+            if spill == SourceSpill::Auto {
+                assert!(report.execution.sort.is_some(), "{:?}", report.execution);
+            }
+            let (_, rows) = read_rows(
+                backend,
+                &loc,
+                &ReadOptions::default().with_columns(["id", "cat", "v", "n"]),
+            )
+            .await;
+            let mut rows = rows;
+            rows.sort();
+            contents.push(rows);
+            reports.push(report);
+        }
+        assert_eq!(contents[0].len() as u64, reports[0].total, "{strategy}");
+        assert!(contents[0] == contents[1], "{strategy}: the same rows");
+        assert_eq!(counts(&reports[0]), counts(&reports[1]), "{strategy}");
+        assert_eq!(reports[0].source_count, reports[1].source_count);
+        assert_eq!(
+            reports[0].preserved_files.len(),
+            reports[1].preserved_files.len(),
+            "{strategy}: as many files preserved"
+        );
+        assert_eq!(
+            reports[0].rewritten_files.len(),
+            reports[1].rewritten_files.len(),
+            "{strategy}"
+        );
+    }
+
+    // 64-byte keys: 240,000 distinct keys take more than the 16 MiB budget.
+    let loc = seed(backend, fx, vec![rows_of(&[1, 2], "a", "old")], 100).await;
+    let wide: Vec<RecordBatch> = (0..4)
+        .map(|c| {
+            let ids: Vec<i64> = ((c * 60_000)..(c + 1) * 60_000).collect();
+            let mut batch = rows_of(&ids, "a", "new");
+            let keys: Vec<String> = ids.iter().map(|i| format!("{i:064}")).collect();
+            let mut columns = batch.columns().to_vec();
+            columns[2] = Arc::new(StringArray::from(keys));
+            batch = RecordBatch::try_new(batch.schema(), columns).expect("batch");
+            batch
+        })
+        .collect();
+    let err = merge_err(
+        backend,
+        &loc,
+        wide,
+        MergeOptions {
+            memory: budget.clone(),
+            ..fx.merge_options(["v"], Strategy::Upsert)
+        },
+    )
+    .await;
+    assert!(
+        matches!(err, Error::OutOfMemory { .. }) && err.kind() == "out_of_memory",
+        "{err}"
+    );
+    // The engine's sort removes its runs once it sees its reader gone (on its own thread).
+    let mut leftovers: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        leftovers = std::fs::read_dir(spill_dir.path())
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if leftovers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        leftovers.is_empty(),
+        "spill files are removed: {leftovers:?}"
+    );
 }

@@ -102,6 +102,22 @@ pub enum Error {
         side: String,
     },
 
+    /// An operation needs more memory than its budget allows, even with spilling (e.g. a
+    /// merge source whose distinct keys alone outgrow the budget).
+    #[error(
+        "{operation} needs about {needed} bytes of memory for {what}, more than the budget of {budget} bytes; raise --memory-limit"
+    )]
+    OutOfMemory {
+        /// The operation.
+        operation: String,
+        /// What must stay in memory.
+        what: String,
+        /// Bytes needed (at least).
+        needed: u64,
+        /// The budget in bytes.
+        budget: u64,
+    },
+
     /// A file is not readable parquet.
     #[error("corrupt or unreadable parquet file {path}: {message}")]
     CorruptFile {
@@ -416,6 +432,7 @@ impl Error {
             Error::InvalidFilter { .. } => "invalid_filter",
             Error::NullKey { .. } => "null_key",
             Error::CorruptFile { .. } => "corrupt_file",
+            Error::OutOfMemory { .. } => "out_of_memory",
             Error::NotSupported { .. } => "not_supported",
             Error::Sql { kind, .. } => kind.name(),
             Error::Conflict { .. } => "conflict",

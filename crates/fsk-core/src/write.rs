@@ -200,6 +200,10 @@ pub struct WriteOptions {
     /// groups are then flushed every eighth of it, so the size is measured, not guessed,
     /// and memory stays bounded by that much per open file.
     pub max_file_bytes: Option<u64>,
+    /// Flush a file's row group early once it holds its share (this divided by the files
+    /// open) of about this many bytes in progress (`None`: row groups fill to
+    /// `row_group_size`). Bounds memory when many partitions are open at once.
+    pub max_buffered_bytes: Option<u64>,
     /// Columns written without dictionary encoding (rewrites set this for columns whose
     /// dictionary overflowed in the original file, so no time goes into a dictionary that
     /// would be dropped).
@@ -223,6 +227,7 @@ impl Default for WriteOptions {
             wait: None,
             bloom_filter_columns: Vec::new(),
             max_file_bytes: None,
+            max_buffered_bytes: None,
             plain_columns: Vec::new(),
             key_value_metadata: Vec::new(),
             progress: crate::progress::Progress::none(),
@@ -627,6 +632,7 @@ impl DatasetWriter {
             if !self.open.contains_key(dir) {
                 self.open_file(dir).await?;
             }
+            let open_files = self.open.len().max(1);
             let file = self.open.get_mut(dir).expect("opened above");
             let room = match self.options.max_rows_per_file {
                 Some(max) => max - file.rows,
@@ -644,6 +650,15 @@ impl DatasetWriter {
                 .options
                 .max_rows_per_file
                 .is_some_and(|max| file.rows >= max);
+            if let Some(limit) = self.options.max_buffered_bytes {
+                let share = (limit as usize / open_files).max(1 << 20);
+                if file.writer.in_progress_size() >= share {
+                    file.writer
+                        .flush()
+                        .await
+                        .map_err(|e| Error::from_parquet(&file.target, e))?;
+                }
+            }
             if let Some(max_bytes) = self.options.max_file_bytes {
                 // The in-progress row group is measured before compression; flushing it
                 // often keeps the estimate close and the buffered bytes bounded.

@@ -57,7 +57,7 @@ pub use fsk_core::ops::compact::{CompactOptions, CompactReport, CompactedGroup};
 pub use fsk_core::ops::dedup::{DedupOptions, DedupReport};
 pub use fsk_core::ops::merge::{
     FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile, RewriteMode,
-    Strategy,
+    SourceSpill, Strategy,
 };
 pub use fsk_core::ops::optimize::{Curve, OptimizeOptions, OptimizeReport};
 pub use fsk_core::ops::sql::SqlSession;
@@ -533,14 +533,20 @@ impl MergeBuilder {
         self.options.write = write;
         self
     }
-    /// The memory the engine's key match may use before it spills (default: a quarter of
-    /// the machine's memory), and where it spills.
+    /// The memory the merge may use (default: a quarter of the machine's memory), and where
+    /// it spills: a source beyond a quarter of it is sorted by the engine and spilled, with
+    /// only its distinct keys in memory.
     pub fn memory(mut self, budget: MemoryBudget) -> Self {
         self.options.memory = budget;
         self
     }
-    /// Reports progress (phases `read source`, `plan`, `scan keys`, `rewrite`, `insert`,
-    /// `commit`) to `progress`.
+    /// Whether the source is held in memory or sorted and spilled (default: by its size).
+    pub fn source_spill(mut self, spill: SourceSpill) -> Self {
+        self.options.source_spill = spill;
+        self
+    }
+    /// Reports progress (phases `read source`, `plan`, `sort source` for a spilled source,
+    /// `scan keys`, `rewrite`, `insert`, `commit`) to `progress`.
     pub fn progress(mut self, progress: Progress) -> Self {
         self.options.progress = progress;
         self

@@ -237,7 +237,7 @@ pub trait Operations: DatasetBackend {
             scanner: self.scanner(),
             key_match: self.key_match(),
         };
-        merge::merge(self.name(), executors, location, source, options).await
+        merge::merge(self, executors, location, source, options).await
     }
 
     /// Compacts small files into files near a target size; the engine scans the files it

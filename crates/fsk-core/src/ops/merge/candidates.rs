@@ -46,7 +46,7 @@ pub(crate) fn may_hold_keys(
     stats: &HashMap<String, ColumnStats>,
     partition: &HashMap<String, ScalarValue>,
 ) -> Result<bool> {
-    let rows = source.rows.num_rows();
+    let rows = source.num_rows();
     if rows == 0 {
         return Ok(false);
     }
@@ -69,7 +69,7 @@ pub(crate) fn may_hold_keys(
     }
     let mut mask: Option<BooleanArray> = None;
     for k in key {
-        let column = source.rows.column_by_name(k).expect("validated key column");
+        let column = source.key_column(k);
         let part = if let Some(value) = partition.get(k) {
             if value.is_null() {
                 // A null key: keep the file so the key scan reports it.
@@ -153,7 +153,7 @@ async fn prune_by_bloom(
     if !plan.meta.bloom_filter_columns.contains(key) || plan.row_groups.is_empty() {
         return Ok(());
     }
-    let Some(keys) = source.rows.column_by_name(key).cloned() else {
+    let Some(keys) = source.keys.column_by_name(key).cloned() else {
         return Ok(());
     };
     // The filter hashes values in the file's own physical width: an older file that holds

@@ -145,19 +145,19 @@ impl KeySets {
             }
             members[set].push(row as u32);
         }
-        if source.parts.is_empty() && source.rows.num_rows() > 0 {
+        if source.parts.is_empty() && source.num_rows() > 0 {
             by_partition.insert(Vec::new(), 0);
-            members.push((0..source.rows.num_rows() as u32).collect());
+            members.push((0..source.num_rows() as u32).collect());
         }
         let mut fields: Vec<arrow::datatypes::FieldRef> = file_key_cols
             .iter()
             .map(|k| {
                 source
-                    .rows
+                    .keys
                     .schema()
                     .field_with_name(k)
                     .map(|f| Arc::new(f.clone()))
-                    .map_err(|_| Error::column_not_found(k, "source (key)", &source.rows.schema()))
+                    .map_err(|_| Error::column_not_found(k, "source (key)", &source.keys.schema()))
             })
             .collect::<Result<_>>()?;
         fields.push(Arc::new(arrow::datatypes::Field::new(
@@ -169,11 +169,18 @@ impl KeySets {
         let sets = members
             .into_iter()
             .map(|rows| {
+                // One set of every row in order (no key partition column) is the keys as
+                // they are: no copy.
+                let whole = rows.len() == source.num_rows()
+                    && rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
                 let rows = UInt32Array::from(rows);
                 let mut columns = file_key_cols
                     .iter()
                     .map(|k| {
-                        let column = source.rows.column_by_name(k).expect("validated key");
+                        let column = source.key_column(k);
+                        if whole {
+                            return Ok(Arc::clone(column));
+                        }
                         arrow::compute::take(column.as_ref(), &rows, None)
                             .map_err(|e| Error::arrow("gathering source keys", e))
                     })
@@ -311,7 +318,7 @@ pub(crate) async fn confirm_candidates(
     // FILES_IN_PARALLEL at a time), so key columns decode on every core.
     let key = Arc::new(options.key.clone());
     let cols = Arc::new(file_key_cols.to_vec());
-    let converter = Arc::new(KeyEncoder::new(&source.rows.schema(), &options.key)?);
+    let converter = Arc::new(KeyEncoder::new(&source.keys.schema(), &options.key)?);
     let jobs: Vec<(usize, FilePlan)> = core_candidates
         .iter()
         .map(|&i| (i, plans[i].clone()))

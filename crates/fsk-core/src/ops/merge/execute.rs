@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, UInt32Array};
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 
@@ -76,7 +76,17 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<(Vec<PublishEntr
         .cloned()
         .collect();
     let mut writer = DatasetWriter::new(ctx.staging.clone(), Arc::clone(file_schema), write)?;
-    let source_rows = source.file_rows.clone();
+    // The matched source rows only (for a spilled source, read back from the batches that
+    // hold them), each match pointing into them.
+    let source_rows = source.take(&plan.matched, file_schema).await?;
+    let local = |s: u32| -> Result<usize> {
+        plan.matched.binary_search(&s).map_err(|_| {
+            Error::Internal(format!(
+                "a match of {} is not among its matched source rows",
+                plan.meta.file.relative
+            ))
+        })
+    };
     // Matches come from the key scan, in file order: no key is looked up again here.
     let matches = &plan.matched_rows;
     let mut next_match = 0;
@@ -103,10 +113,10 @@ async fn rewrite(ctx: RewriteContext, plan: FilePlan) -> Result<(Vec<PublishEntr
                         .map_err(|_| Error::Internal("merge state poisoned".into()))?
                         .insert(s);
                     if first {
-                        indices.push((1, s as usize));
+                        indices.push((1, local(s)?));
                     }
                 }
-                Some(s) if rule.replace_matches => indices.push((1, s as usize)),
+                Some(s) if rule.replace_matches => indices.push((1, local(s)?)),
                 Some(_) => indices.push((0, row)),
                 None if rule.drop_unmatched => {}
                 None => indices.push((0, row)),
@@ -196,24 +206,26 @@ pub(crate) async fn execute(
     }
     report.execution.write = Some(crate::ops::CORE_WRITER.to_string());
     if !inserts.is_empty() || ends_empty {
-        // Inserts are ascending source rows: all of them needs no copy.
-        let rows = if inserts.len() == source.rows.num_rows() {
-            source.rows.clone()
-        } else {
-            arrow::compute::take_record_batch(&source.rows, &UInt32Array::from(inserts))
-                .map_err(|e| Error::arrow("selecting inserted rows", e))?
-        };
-        let insert_options = options
+        let mut insert_options = options
             .write
             .clone()
             .with_partition_by(shape.partitions.clone());
+        if source.spilled_bytes() > 0 {
+            // Spilled inserts stream in key order, so every partition may be open at once:
+            // row groups are flushed early to keep their buffers within a share of the budget.
+            insert_options.max_buffered_bytes = Some(options.memory.bytes as u64 / 4);
+        }
         let mut writer =
             DatasetWriter::new(staging, Arc::clone(&shape.dataset_schema), insert_options)?;
         options
             .progress
-            .phase("insert", Some(rows.num_rows() as u64), Unit::Rows);
-        writer.write(&rows).await?;
-        options.progress.advance(rows.num_rows() as u64);
+            .phase("insert", Some(inserts.len() as u64), Unit::Rows);
+        let mut rows = source.select(inserts);
+        while let Some(batch) = rows.next().await {
+            let batch = batch?;
+            writer.write(&batch).await?;
+            options.progress.advance(batch.num_rows() as u64);
+        }
         // A dataset that ends with no rows keeps one empty file with the schema.
         let entries = if ends_empty && outputs.iter().all(|(e, _)| e.row_count == 0) {
             writer.finish().await?

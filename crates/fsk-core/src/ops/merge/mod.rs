@@ -6,7 +6,9 @@
 //! 1. [`shape`]: the dataset's partitions and schemas, from the footers.
 //! 2. [`source`]: **validate** keys, nulls, types and schemas before anything is written;
 //!    **deduplicate the source by key** (the last occurrence wins; `deduplicate` keeps the row
-//!    with the highest `dedup_order_by` values, ties to the last occurrence).
+//!    with the highest `dedup_order_by` values, ties to the last occurrence). A source larger
+//!    than its share of the budget goes through [`spill`]: the engine's spilling sort by key,
+//!    deduplicated on the way out, its rows spilled in key order and only its keys in memory.
 //! 3. [`candidates`]: **prune** by hive partition values (only when every partition column is
 //!    a key column, otherwise a moved key would go unseen), then by footer min/max tested
 //!    against the *set* of source keys, down to row groups, then by bloom filters. Unknown or
@@ -40,6 +42,7 @@ pub(crate) mod execute;
 pub(crate) mod plan;
 pub(crate) mod shape;
 pub(crate) mod source;
+pub(crate) mod spill;
 
 use source::collect_source;
 
@@ -89,6 +92,36 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// Whether a merge holds its source in memory or sorts and spills it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceSpill {
+    /// In memory while the source takes at most a quarter of the memory budget (the
+    /// in-memory path holds about four copies); beyond it, sorted by the engine and spilled.
+    #[default]
+    Auto,
+    /// Always sorted by the engine and spilled, whatever its size.
+    Always,
+    /// Always in memory, whatever its size (the budget does not apply to the source).
+    Never,
+}
+
+impl FromStr for SourceSpill {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(SourceSpill::Auto),
+            "always" => Ok(SourceSpill::Always),
+            "never" => Ok(SourceSpill::Never),
+            _ => Err(Error::invalid_argument(
+                "source_spill",
+                s,
+                "valid values are: auto, always, never",
+            )),
+        }
+    }
+}
+
 /// Which files a merge may rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,8 +166,12 @@ pub struct MergeOptions {
     pub write: WriteOptions,
     /// Wait up to this long for another writer's lease.
     pub wait: Option<Duration>,
-    /// The memory the engine's key match may use before it spills.
+    /// The memory the merge may use: the source in memory takes at most a quarter of it
+    /// (see [`SourceSpill`]); a larger source is sorted within half of it and spilled to its
+    /// folder, its distinct keys kept in memory; the engine's key match spills beyond it.
     pub memory: crate::plan::sort::MemoryBudget,
+    /// Whether the source is held in memory or sorted and spilled (default: by size).
+    pub source_spill: SourceSpill,
     /// Where progress is reported (phases with totals; default: nowhere).
     pub progress: crate::progress::Progress,
 }
@@ -162,6 +199,7 @@ impl MergeOptions {
             write: WriteOptions::default(),
             wait: None,
             memory: crate::plan::sort::MemoryBudget::default(),
+            source_spill: SourceSpill::Auto,
             progress: crate::progress::Progress::none(),
         }
     }
@@ -283,6 +321,10 @@ pub struct MergeReport {
     pub files_confirmed: u64,
     /// Each file left out of the rewrite and the stage that did it.
     pub pruned: Vec<PrunedFile>,
+    /// Bytes of the deduplicated source spilled to disk in key order (0: it was held in
+    /// memory). The sort that ordered it is `execution.sort`.
+    #[serde(default)]
+    pub source_spilled_bytes: u64,
     /// Whether this operation committed changes to the dataset (false for a dry run or when
     /// there was nothing to change). Once true, the changes are durable even if
     /// `cleanup_pending` is set.
@@ -349,13 +391,14 @@ pub(crate) fn note_executor(slot: &mut Option<String>, what: &str) {
 /// How many files are scanned or rewritten at once.
 pub const FILES_IN_PARALLEL: usize = 4;
 
-/// Merges `source` into the dataset at `location`. `engine` names the engine in the report.
+/// Merges `source` into the dataset at `location` with `backend`'s primitives (its name goes
+/// in the report; its sort orders a source larger than memory).
 ///
 /// Plans with [`plan::plan_merge`] (under the lease, so nothing changes between planning and
 /// commit; a dry run only reads and takes no lease), executes with [`execute::execute`], and
 /// commits the outputs and removals in one transaction.
-pub async fn merge(
-    engine: &str,
+pub async fn merge<B: crate::engine::DatasetBackend + ?Sized>(
+    backend: &B,
     executors: Executors,
     location: &Location,
     source: Batches,
@@ -364,27 +407,27 @@ pub async fn merge(
     let started = Instant::now();
     let mode = validate_options(options)?;
     let progress = &options.progress;
-    let (source_schema, source_batches, source_count) = collect_source(source, progress).await?;
+    let (source_schema, source_input) =
+        collect_source(source, progress, options.source_spill, &options.memory).await?;
     for k in &options.key {
         if source_schema.field_with_name(k).is_err() {
             return Err(Error::column_not_found(k, "source (key)", &source_schema));
         }
     }
     crate::ops::write::reject_file_path(location).await?;
-    let make_plan = || {
+    let make_plan = |input| {
         plan::plan_merge(
-            engine,
+            backend,
             &executors,
             location,
             &source_schema,
-            source_batches,
-            source_count,
+            input,
             options,
             mode,
         )
     };
     if options.dry_run {
-        return Ok(make_plan().await?.dry_run_report(started));
+        return Ok(make_plan(source_input).await?.dry_run_report(started));
     }
     let mut tx = Transaction::begin(
         location,
@@ -392,7 +435,7 @@ pub async fn merge(
         options.wait,
     )
     .await?;
-    let planned = match make_plan().await {
+    let planned = match make_plan(source_input).await {
         Ok(planned) if planned.writes_nothing() => {
             tx.abort().await;
             let mut report = planned.report;

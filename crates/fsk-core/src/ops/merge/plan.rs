@@ -9,17 +9,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 
 use crate::dataset::footer::{FileMeta, read_footers};
 use crate::dataset::listing::{self, Listing};
 use crate::dataset::storage::Location;
+use crate::engine::DatasetBackend;
 use crate::error::{Error, Result};
 use crate::ops::Execution;
 use crate::ops::merge::candidates::{self, FilePlan};
 use crate::ops::merge::confirm;
 use crate::ops::merge::shape::Shape;
-use crate::ops::merge::source::{PartitionKey, Source, build_source, describe_partition, validate};
+use crate::ops::merge::source::{
+    PartitionKey, Source, SourceInput, build_source, describe_partition, validate,
+};
+use crate::ops::merge::spill::spill_source;
 use crate::ops::merge::{
     Executors, FileOperation, MergeFile, MergeOptions, MergeReport, PruneStage, PrunedFile,
     RewriteMode, Strategy,
@@ -85,17 +88,16 @@ impl MergePlan {
     }
 }
 
-/// Plans the merge of the source (`source_batches`, `source_count` rows of `source_schema`)
-/// into the dataset at `location`: validation, source deduplication, candidate pruning
-/// (partition values, statistics, bloom filters), key confirmation, and the counts.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn plan_merge(
-    engine: &str,
+/// Plans the merge of the source (`input`, of `source_schema`) into the dataset at
+/// `location`: validation, source deduplication (in memory, or through `backend`'s sort and
+/// spilled), candidate pruning (partition values, statistics, bloom filters), key
+/// confirmation, and the counts.
+pub(crate) async fn plan_merge<B: DatasetBackend + ?Sized>(
+    backend: &B,
     executors: &Executors,
     location: &Location,
     source_schema: &SchemaRef,
-    source_batches: Vec<RecordBatch>,
-    source_count: u64,
+    input: SourceInput,
     options: &MergeOptions,
     mode: RewriteMode,
 ) -> Result<MergePlan> {
@@ -111,20 +113,40 @@ pub(crate) async fn plan_merge(
         Listing::Missing => Vec::new(),
         Listing::Dataset(files) => files,
     };
-    let mut report = MergeReport::planned(engine, options, mode, source_count, files.len());
+    let mut report = MergeReport::planned(backend.name(), options, mode, 0, files.len());
     // The dataset's shape: footers (read once), layout, schema.
     let metas = read_footers(location, files).await?;
     let options = with_dataset_bloom_filters(options, &metas);
     let shape = Shape::of(&metas, source_schema, &options)?;
     validate(source_schema, &shape.dataset_schema, &options)?;
     reject_null_target_keys(&metas, &options.key)?;
-    let source = Arc::new(build_source(
-        source_batches,
-        &shape.dataset_schema,
-        &shape.file_schema,
-        &shape.partitions,
-        &options,
-    )?);
+    let source = match input {
+        SourceInput::Memory(batches) => {
+            report.source_count = batches.iter().map(|b| b.num_rows() as u64).sum();
+            build_source(batches, &shape.dataset_schema, &shape.partitions, &options)?
+        }
+        SourceInput::Streamed {
+            read,
+            rest,
+            rows_hint,
+        } => {
+            let spilled = spill_source(
+                backend,
+                read,
+                rest,
+                rows_hint,
+                &shape.dataset_schema,
+                &shape.partitions,
+                &options,
+            )
+            .await?;
+            report.source_count = spilled.count;
+            report.execution.sort = Some(spilled.sorted_by.to_string());
+            report.source_spilled_bytes = spilled.source.spilled_bytes();
+            spilled.source
+        }
+    };
+    let source = Arc::new(source);
     report.target_count_before = metas.iter().map(|m| m.num_rows).sum();
 
     // Insert never rewrites an existing file, whatever the rewrite mode.
@@ -207,6 +229,7 @@ impl MergeReport {
             files_key_scanned: 0,
             files_confirmed: 0,
             pruned: Vec::new(),
+            source_spilled_bytes: 0,
             committed: false,
             cleanup_pending: None,
             elapsed_ms: 0,
@@ -287,7 +310,7 @@ fn moved_key(
     let key_text = key
         .iter()
         .map(|k| {
-            let column = source.rows.column_by_name(k).expect("key");
+            let column = source.key_column(k);
             format!(
                 "{k}={}",
                 ScalarValue::from_array(column.as_ref(), row as usize)
@@ -314,7 +337,7 @@ fn count(
     matched: &HashSet<u32>,
     strategy: Strategy,
 ) -> Result<Vec<u32>> {
-    let distinct = source.rows.num_rows() as u32;
+    let distinct = source.num_rows() as u32;
     let inserts: Vec<u32> = match strategy {
         Strategy::Update => Vec::new(),
         _ => (0..distinct).filter(|s| !matched.contains(s)).collect(),

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
-use futures::TryStreamExt;
+use futures::StreamExt;
 
 use crate::dataset::partition::repeat_value;
 use crate::dataset::schema::{can_promote, check_fits, conform_batch, keys_compatible};
 use crate::engine::Batches;
 use crate::error::{Error, Result};
-use crate::ops::merge::{MergeOptions, Strategy};
+use crate::ops::merge::{MergeOptions, SourceSpill, Strategy};
 use crate::value::ScalarValue;
 
 pub(crate) fn null_key(column: &str, side: &str) -> Error {
@@ -27,11 +27,12 @@ pub(crate) fn null_key(column: &str, side: &str) -> Error {
 
 /// The deduplicated source with its key index.
 pub(crate) struct Source {
-    /// Distinct-key rows in dataset types (file columns then partition columns), in source
-    /// order of the winning rows.
-    pub(crate) rows: RecordBatch,
-    /// `rows` projected to the file schema (no partition columns).
-    pub(crate) file_rows: RecordBatch,
+    /// Distinct-key rows in dataset types (file columns then partition columns): in memory in
+    /// source order of the winning rows, or spilled in key order.
+    pub(crate) rows: SourceRows,
+    /// The key columns of `rows`, in the same order (dataset types): what pruning, the key
+    /// match and error messages read, always in memory.
+    pub(crate) keys: RecordBatch,
     /// Key -> row in `rows`.
     pub(crate) index: KeyIndex,
     /// Each row's partition: an index into `part_keys`.
@@ -43,11 +44,24 @@ pub(crate) struct Source {
     pub(crate) first_key_sorted: ArrayRef,
 }
 
+/// Where the source's rows are.
+pub(crate) enum SourceRows {
+    /// One batch in memory.
+    Memory(RecordBatch),
+    /// An Arrow IPC file in the budget's spill folder, in key order.
+    Spilled(crate::ops::merge::spill::SpilledRows),
+}
+
 /// Source keys -> row in [`Source::rows`]: a single integer key by its value (no encoding,
-/// a cheap hash), any other key by its row encoding.
+/// a cheap hash), any other key by its row encoding. A spilled source is in key order, so
+/// its index is the sorted keys themselves, probed by binary search (no second copy).
 pub(crate) enum KeyIndex {
     Int(HashMap<i64, u32, std::hash::BuildHasherDefault<IntHasher>>),
     Rows(HashMap<Box<[u8]>, u32>),
+    /// Ascending distinct values; the row is the position.
+    SortedInt(arrow::array::Int64Array),
+    /// Ascending distinct row encodings; the row is the position.
+    SortedRows(arrow::row::Rows),
 }
 
 /// One batch's keys, in the form of the index.
@@ -62,6 +76,16 @@ impl KeyIndex {
         match (self, keys) {
             (KeyIndex::Int(map), BatchKeys::Int(values)) => map.get(&values.value(row)).copied(),
             (KeyIndex::Rows(map), BatchKeys::Rows(rows)) => map.get(rows.row(row).data()).copied(),
+            (KeyIndex::SortedInt(sorted), BatchKeys::Int(values)) => sorted
+                .values()
+                .binary_search(&values.value(row))
+                .ok()
+                .map(|i| i as u32),
+            (KeyIndex::SortedRows(sorted), BatchKeys::Rows(rows)) => {
+                let probe = rows.row(row).data();
+                let at = partition_point(sorted.num_rows(), |i| sorted.row(i).data() < probe);
+                (at < sorted.num_rows() && sorted.row(at).data() == probe).then_some(at as u32)
+            }
             _ => unreachable!("keys are encoded like the index"),
         }
     }
@@ -91,6 +115,56 @@ impl std::hash::Hasher for IntHasher {
 }
 
 impl Source {
+    /// Distinct source rows.
+    pub(crate) fn num_rows(&self) -> usize {
+        self.keys.num_rows()
+    }
+
+    /// The key column `k` of every row, in row order.
+    pub(crate) fn key_column(&self, k: &str) -> &ArrayRef {
+        self.keys.column_by_name(k).expect("validated key column")
+    }
+
+    /// Bytes of the source's rows spilled to disk (0 when they are in memory).
+    pub(crate) fn spilled_bytes(&self) -> u64 {
+        match &self.rows {
+            SourceRows::Memory(_) => 0,
+            SourceRows::Spilled(spilled) => spilled.bytes(),
+        }
+    }
+
+    /// The rows `ids` (ascending, distinct), projected to `schema` (the dataset's or the
+    /// files'). A spilled source reads only the batches that hold them.
+    pub(crate) async fn take(&self, ids: &[u32], schema: &SchemaRef) -> Result<RecordBatch> {
+        let rows = match &self.rows {
+            SourceRows::Memory(rows) if ids.len() == rows.num_rows() => rows.clone(),
+            SourceRows::Memory(rows) => {
+                arrow::compute::take_record_batch(rows, &UInt32Array::from(ids.to_vec()))
+                    .map_err(|e| Error::arrow("selecting source rows", e))?
+            }
+            SourceRows::Spilled(spilled) => spilled.take(ids).await?,
+        };
+        crate::dataset::schema::project_to(&rows, schema)
+    }
+
+    /// The rows `ids` (ascending, distinct) in the dataset's schema, a batch at a time.
+    pub(crate) fn select(&self, ids: Vec<u32>) -> crate::engine::BatchStream {
+        match &self.rows {
+            SourceRows::Memory(rows) => {
+                let rows = rows.clone();
+                futures::stream::once(async move {
+                    if ids.len() == rows.num_rows() {
+                        return Ok(rows);
+                    }
+                    arrow::compute::take_record_batch(&rows, &UInt32Array::from(ids))
+                        .map_err(|e| Error::arrow("selecting source rows", e))
+                })
+                .boxed()
+            }
+            SourceRows::Spilled(spilled) => spilled.select(ids),
+        }
+    }
+
     /// Whether some source value of the first key column lies in `[min, max]`.
     pub(crate) fn first_key_in_range(&self, min: &ScalarValue, max: &ScalarValue) -> Option<bool> {
         let sorted = self.first_key_sorted.as_ref();
@@ -151,23 +225,82 @@ pub(crate) fn key_columns(
         .collect()
 }
 
-/// Reads the whole source, advancing `progress` (phase `read source`, in rows) as it goes.
+/// The source as read before planning: whole, or (larger than its share of the budget, or
+/// when spilling is asked for) what was read and the rest of the stream, which planning
+/// sorts through the engine and spills.
+pub(crate) enum SourceInput {
+    /// Every batch of the source.
+    Memory(Vec<RecordBatch>),
+    /// The batches read so far and the stream of the rest.
+    Streamed {
+        /// Read before the source outgrew its share.
+        read: Vec<RecordBatch>,
+        /// The rest, unread.
+        rest: crate::engine::BatchStream,
+        /// The source's row count when known in advance (progress).
+        rows_hint: Option<u64>,
+    },
+}
+
+/// The share of the merge's budget a source may take in memory: the in-memory path holds
+/// the batches, their concatenation and the key index, about four times the source.
+pub(crate) const IN_MEMORY_SHARE: usize = 4;
+
+/// Reads the source, advancing `progress` (phase `read source`, in rows) as it goes: all of
+/// it, unless it outgrows a quarter of `budget` (`Auto`) or `spill` is `Always`, in which case
+/// the rest stays a stream.
 pub(crate) async fn collect_source(
     source: Batches,
     progress: &crate::progress::Progress,
-) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-    progress.phase(
-        "read source",
-        source.rows_hint(),
-        crate::progress::Unit::Rows,
-    );
-    let (schema, stream) = source.into_parts();
-    let batches: Vec<RecordBatch> = stream
-        .inspect_ok(|b| progress.advance(b.num_rows() as u64))
-        .try_collect()
-        .await?;
-    let count = batches.iter().map(|b| b.num_rows() as u64).sum();
-    Ok((schema, batches, count))
+    spill: SourceSpill,
+    budget: &crate::plan::sort::MemoryBudget,
+) -> Result<(SchemaRef, SourceInput)> {
+    let rows_hint = source.rows_hint();
+    progress.phase("read source", rows_hint, crate::progress::Unit::Rows);
+    let (schema, mut stream) = source.into_parts();
+    let limit = match spill {
+        SourceSpill::Never => usize::MAX,
+        SourceSpill::Auto => budget.bytes / IN_MEMORY_SHARE,
+        SourceSpill::Always => {
+            let input = SourceInput::Streamed {
+                read: Vec::new(),
+                rest: stream,
+                rows_hint,
+            };
+            return Ok((schema, input));
+        }
+    };
+    let mut read = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        progress.advance(batch.num_rows() as u64);
+        bytes += batch.get_array_memory_size();
+        read.push(batch);
+        if bytes > limit {
+            let input = SourceInput::Streamed {
+                read,
+                rest: stream,
+                rows_hint,
+            };
+            return Ok((schema, input));
+        }
+    }
+    Ok((schema, SourceInput::Memory(read)))
+}
+
+/// The key columns of `rows`.
+pub(crate) fn key_batch(rows: &RecordBatch, key: &[String]) -> Result<RecordBatch> {
+    let indices = key
+        .iter()
+        .map(|k| {
+            rows.schema()
+                .index_of(k)
+                .map_err(|_| Error::column_not_found(k, "source (key)", &rows.schema()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    rows.project(&indices)
+        .map_err(|e| Error::arrow("projecting source keys", e))
 }
 
 /// Deduplicates `batch` by key: last occurrence wins, or the highest `order_by` values
@@ -225,7 +358,6 @@ fn dedup_indices(
 pub(crate) fn build_source(
     batches: Vec<RecordBatch>,
     dataset_schema: &SchemaRef,
-    file_schema: &SchemaRef,
     partitions: &[String],
     options: &MergeOptions,
 ) -> Result<Source> {
@@ -265,7 +397,7 @@ pub(crate) fn build_source(
                 .collect(),
         ),
     };
-    let file_rows = crate::dataset::schema::project_to(&rows, file_schema)?;
+    let keys = key_batch(&rows, &options.key)?;
     let (part_keys, parts) = crate::dataset::partition::group_rows(&rows, partitions, "source")?;
     let first = rows
         .column_by_name(&options.key[0])
@@ -275,8 +407,8 @@ pub(crate) fn build_source(
     let first_key_sorted = arrow::compute::take(first.as_ref(), &order, None)
         .map_err(|e| Error::arrow("sorting source keys", e))?;
     Ok(Source {
-        rows,
-        file_rows,
+        rows: SourceRows::Memory(rows),
+        keys,
         index,
         parts,
         part_keys,
