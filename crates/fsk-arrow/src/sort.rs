@@ -1,8 +1,9 @@
 //! The arrow engine's sort primitive: an external merge sort over arrow's row format.
 //!
 //! Input batches are buffered until the budget is reached, then sorted (a stable sort of
-//! their keys in arrow's row format, which compares multi-column keys as bytes) and spilled
-//! to a temporary Arrow IPC file: a run. At the end, with no run, the buffer is sorted in
+//! their keys in arrow's row format, which compares multi-column keys as bytes, over
+//! (batch, row) positions, the rows gathered a chunk at a time) and spilled to a temporary
+//! Arrow IPC file: a run. At the end, with no run, the buffer is sorted in
 //! memory; otherwise the last buffer becomes a run too and the runs are merged, one batch
 //! per run in memory at a time. Ties keep input order (runs are merged earliest first).
 
@@ -11,7 +12,7 @@ use std::io::{BufReader, BufWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::SortOptions;
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -61,16 +62,42 @@ impl Keys {
             .map_err(|e| Error::arrow("encoding sort keys", e))
     }
 
-    /// The batches, concatenated and sorted (stable).
-    fn sort(&self, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
-        let all = arrow::compute::concat_batches(schema, batches)
-            .map_err(|e| Error::arrow("sorting", e))?;
-        let rows = self.rows(&all)?;
-        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-        order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-        arrow::compute::take_record_batch(&all, &UInt32Array::from(order))
-            .map_err(|e| Error::arrow("sorting", e))
+    /// The stable order of the rows of `batches`, as (batch, row) pairs: nothing is copied
+    /// until the rows are gathered a chunk at a time ([`gather`]).
+    fn order(&self, batches: &[RecordBatch]) -> Result<Vec<(u32, u32)>> {
+        let rows: Vec<Rows> = batches
+            .iter()
+            .map(|b| self.rows(b))
+            .collect::<Result<_>>()?;
+        let mut order: Vec<(u32, u32)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows() as u32).map(move |r| (b as u32, r)))
+            .collect();
+        order.sort_by(|&(ab, ar), &(bb, br)| {
+            rows[ab as usize]
+                .row(ar as usize)
+                .cmp(&rows[bb as usize].row(br as usize))
+        });
+        Ok(order)
     }
+}
+
+/// The rows at `order` of `batches`, in that order, as one batch.
+fn gather(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    order: &[(u32, u32)],
+) -> Result<RecordBatch> {
+    if order.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::clone(schema)));
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let indices: Vec<(usize, usize)> = order
+        .iter()
+        .map(|&(b, r)| (b as usize, r as usize))
+        .collect();
+    arrow::compute::interleave_record_batch(&refs, &indices).map_err(|e| Error::arrow("sorting", e))
 }
 
 /// Sorts `input` by `keys` within `budget` with arrow-rs kernels, spilling sorted runs to
@@ -95,16 +122,13 @@ pub async fn sort(input: Batches, keys: &[SortKey], budget: &MemoryBudget) -> Re
         }
     }
     if runs.is_empty() {
-        let sorted = if buffer.is_empty() {
-            RecordBatch::new_empty(Arc::clone(&schema))
-        } else {
-            sorter.sort(&schema, &buffer)?
-        };
-        drop(buffer);
-        let chunks: Vec<Result<RecordBatch>> = (0..sorted.num_rows())
-            .step_by(OUTPUT_ROWS)
-            .map(|start| Ok(sorted.slice(start, OUTPUT_ROWS.min(sorted.num_rows() - start))))
-            .collect();
+        // In memory: the rows are gathered a chunk at a time as the stream is read.
+        let order = sorter.order(&buffer)?;
+        let out = Arc::clone(&schema);
+        let chunks = (0..order.len()).step_by(OUTPUT_ROWS).map(move |start| {
+            let end = (start + OUTPUT_ROWS).min(order.len());
+            gather(&out, &buffer, &order[start..end])
+        });
         return Ok(Sorted {
             stream: futures::stream::iter(chunks).boxed(),
             executor: "arrow-rs",
@@ -141,8 +165,7 @@ fn spill(
     dir: &std::path::Path,
     batches: Vec<RecordBatch>,
 ) -> Result<tempfile::NamedTempFile> {
-    let sorted = sorter.sort(schema, &batches)?;
-    drop(batches);
+    let order = sorter.order(&batches)?;
     let file = tempfile::Builder::new()
         .prefix("fsk-sort-")
         .suffix(".arrow")
@@ -153,8 +176,9 @@ fn spill(
         schema,
     )
     .map_err(|e| spill_error(dir, e))?;
-    for start in (0..sorted.num_rows()).step_by(OUTPUT_ROWS) {
-        let chunk = sorted.slice(start, OUTPUT_ROWS.min(sorted.num_rows() - start));
+    // A chunk at a time: the run costs one chunk beyond its input, not a sorted copy.
+    for chunk in order.chunks(OUTPUT_ROWS) {
+        let chunk = gather(schema, &batches, chunk)?;
         writer.write(&chunk).map_err(|e| spill_error(dir, e))?;
     }
     writer.finish().map_err(|e| spill_error(dir, e))?;

@@ -1234,7 +1234,27 @@ fn run_engines(global: &Global) -> Result<()> {
     Ok(())
 }
 
+/// Caps glibc's malloc arenas at one per core (at least two; glibc's default is eight per
+/// core). Arrow's buffers are allocated on one runtime thread and freed on another, and every
+/// extra arena keeps its freed pages: a 20M-row merge under `--memory-limit 1GiB` peaked at
+/// 2.0 GB of RSS for 0.8 GB of live heap, 1.2 GB with two arenas, and ran no slower.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other
+    // thread exists, so no allocation runs concurrently with the change.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
