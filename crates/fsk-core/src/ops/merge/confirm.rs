@@ -39,6 +39,7 @@ async fn confirm(
         let scan = scanner.scan(&scan_plan).await?;
         executor = scan.executor;
         let mut stream = scan.stream;
+        let mut hint = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let keys = file_keys(&batch, key, &plan.partition, converter)?;
@@ -59,7 +60,7 @@ async fn confirm(
                     span.1 -= 1;
                     break at;
                 };
-                if let Some(s) = source.index.get(&keys, row) {
+                if let Some(s) = source.index.get(&keys, row, &mut hint) {
                     matched.insert(s);
                     rows.push((position, s));
                 }

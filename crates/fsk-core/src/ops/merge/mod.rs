@@ -498,6 +498,25 @@ mod tests {
     }
 
     #[test]
+    fn galloping_finds_every_key_from_any_hint() {
+        let values: Vec<i64> = (0..200).map(|i| i * 3).collect();
+        for hint in [0, 1, 57, 199, 200, 500] {
+            for x in -2..605 {
+                let mut at = hint;
+                let found = source::gallop(&values, x, &mut at);
+                assert_eq!(found, values.binary_search(&x).ok(), "{x} from {hint}");
+                assert_eq!(at, values.partition_point(|&v| v < x), "{x} from {hint}");
+            }
+        }
+        // Ascending probes from the last position, as a clustered file's keys come.
+        let mut at = 0;
+        for (i, &v) in values.iter().enumerate() {
+            assert_eq!(source::gallop(&values, v, &mut at), Some(i));
+        }
+        assert_eq!(source::gallop(&[], 1, &mut at), None);
+    }
+
+    #[test]
     fn strategies_and_modes_parse_and_validate() {
         assert_eq!(
             "full-merge".parse::<Strategy>().unwrap(),

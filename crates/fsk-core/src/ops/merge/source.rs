@@ -71,16 +71,16 @@ pub(crate) enum BatchKeys {
 }
 
 impl KeyIndex {
-    /// The source row holding the key of `row` in `keys`.
-    pub(crate) fn get(&self, keys: &BatchKeys, row: usize) -> Option<u32> {
+    /// The source row holding the key of `row` in `keys`. `hint` is where the last probe of
+    /// a sorted index landed: probes in key order (a clustered file's keys) gallop from it
+    /// instead of searching the whole index.
+    pub(crate) fn get(&self, keys: &BatchKeys, row: usize, hint: &mut usize) -> Option<u32> {
         match (self, keys) {
             (KeyIndex::Int(map), BatchKeys::Int(values)) => map.get(&values.value(row)).copied(),
             (KeyIndex::Rows(map), BatchKeys::Rows(rows)) => map.get(rows.row(row).data()).copied(),
-            (KeyIndex::SortedInt(sorted), BatchKeys::Int(values)) => sorted
-                .values()
-                .binary_search(&values.value(row))
-                .ok()
-                .map(|i| i as u32),
+            (KeyIndex::SortedInt(sorted), BatchKeys::Int(values)) => {
+                gallop(sorted.values(), values.value(row), hint).map(|i| i as u32)
+            }
             (KeyIndex::SortedRows(sorted), BatchKeys::Rows(rows)) => {
                 let probe = rows.row(row).data();
                 let at = partition_point(sorted.num_rows(), |i| sorted.row(i).data() < probe);
@@ -89,6 +89,27 @@ impl KeyIndex {
             _ => unreachable!("keys are encoded like the index"),
         }
     }
+}
+
+/// The position of `x` in ascending distinct `values`, searched forward from `hint` in
+/// doubling steps when `x` lies at or after it, by halving below it; `hint` moves to where
+/// `x` is or would be.
+pub(crate) fn gallop(values: &[i64], x: i64, hint: &mut usize) -> Option<usize> {
+    let n = values.len();
+    let start = (*hint).min(n);
+    let (lo, hi) = if start < n && values[start] <= x {
+        let (mut lo, mut step) = (start, 1);
+        while lo + step < n && values[lo + step] <= x {
+            lo += step;
+            step *= 2;
+        }
+        (lo, (lo + step).min(n))
+    } else {
+        (0, start)
+    };
+    let at = lo + values[lo..hi].partition_point(|&v| v < x);
+    *hint = at;
+    (at < n && values[at] == x).then_some(at)
 }
 
 /// A hasher for integer keys: a multiply and a fold, so that ids that share their low bits
