@@ -431,13 +431,15 @@ def result_digest(dataset):
     """Rows and an order-free digest of every column of a dataset (DuckDB)."""
     code = (
         "import duckdb, json\n"
-        f"r = duckdb.connect().execute(\"SELECT count(*), sum(hash(id, tenant, amount, note, ts, x, y, "
+        "con = duckdb.connect()\n"
+        "con.execute('SET enable_progress_bar = false')\n"
+        f"r = con.execute(\"SELECT count(*), sum(hash(id, tenant, amount, note, ts, x, y, "
         f"day::DATE)) FROM read_parquet('{dataset}/**/*.parquet', hive_partitioning = true, "
         f"hive_types = {{'day': DATE}})\").fetchone()\n"
         "print(json.dumps([int(r[0]), str(r[1])]))\n"
     )
     out = subprocess.run(py(code), check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def b9(args, fsk, rows, dataset):
