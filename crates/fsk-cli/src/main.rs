@@ -42,7 +42,8 @@ struct Global {
     #[arg(long = "storage-option", global = true, value_name = "KEY=VALUE")]
     storage_options: Vec<String>,
     /// Memory the engine's joins and sorts may use before they spill, e.g. 2GiB (default: a
-    /// quarter of this machine's memory; DuckDB needs at least 32MiB).
+    /// quarter of this machine's memory; DuckDB needs at least 32MiB). A merge source beyond
+    /// a quarter of it is sorted and spilled.
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     memory_limit: Option<u64>,
     /// Folder for spill files (default: the system's temporary folder).

@@ -1463,3 +1463,76 @@ fn progress_is_shown_as_asked() {
     let err = fails(&["--progress", "sometimes", "stats", &ds]);
     assert!(err.contains("sometimes"), "{err}");
 }
+
+#[test]
+fn merge_source_spill_is_chosen_and_reported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let seed = csv_rows(dir.path(), "seed.csv", 0..40, "old");
+    let change = csv_rows(dir.path(), "change.csv", 30..60, "new");
+    let mut results = Vec::new();
+    for spill in ["never", "always"] {
+        let ds = dir.path().join(format!("ds-{spill}")).display().to_string();
+        ok(&["write", &seed, &ds, "--partition-by", "day"]);
+        let out = ok(&[
+            "--json",
+            "merge",
+            &change,
+            &ds,
+            "--key",
+            "id",
+            "--strategy",
+            "upsert",
+            "--source-spill",
+            spill,
+        ]);
+        let report: Value = serde_json::from_str(&out).expect("json report");
+        assert_eq!(report["inserted"], 20, "{report}");
+        assert_eq!(report["updated"], 10, "{report}");
+        let spilled = report["source_spilled_bytes"]
+            .as_u64()
+            .expect("spilled bytes");
+        assert_eq!(spilled > 0, spill == "always", "{report}");
+        assert_eq!(
+            report["execution"]["sort"].as_str(),
+            (spill == "always").then_some("arrow-rs"),
+            "{report}"
+        );
+        results.push(dataset_rows(&ds));
+    }
+    assert_eq!(results[0], results[1], "the same rows either way");
+    // The human report says it, and a bad value is a typed error naming the flag.
+    let ds = dir.path().join("ds-text").display().to_string();
+    ok(&["write", &seed, &ds]);
+    let text = ok(&[
+        "merge",
+        &change,
+        &ds,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+        "--source-spill",
+        "always",
+    ]);
+    assert!(
+        text.contains("source: sorted by arrow-rs and spilled"),
+        "{text}"
+    );
+    let err = fails(&[
+        "merge",
+        &change,
+        &ds,
+        "--key",
+        "id",
+        "--strategy",
+        "upsert",
+        "--source-spill",
+        "maybe",
+    ]);
+    assert!(
+        err.contains("source_spill") && err.contains("auto, always, never"),
+        "{err}"
+    );
+    let err = fails(&["write", &change, &ds, "--source-spill", "always"]);
+    assert!(err.contains("--source-spill"), "{err}");
+}

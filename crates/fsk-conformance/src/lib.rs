@@ -173,6 +173,7 @@ macro_rules! __with_checks {
         write_checks::overwrite_creates_missing_dataset,
         write_checks::max_rows_per_file_splits_files,
         write_checks::row_group_size_is_a_maximum,
+        write_checks::buffered_bytes_limit_flushes_row_groups_early,
         write_checks::basename_template_names_files,
         write_checks::bad_basename_template_writes_nothing,
         write_checks::empty_input_writes_one_empty_file,

@@ -200,6 +200,45 @@ pub async fn row_group_size_is_a_maximum(backend: &dyn DatasetBackend, fx: &Fixt
     assert_eq!(sizes.iter().sum::<i64>(), 13);
 }
 
+/// `max_buffered_bytes` flushes each open partition file's row group once it holds its share
+/// of the limit, so many open partitions stay within it; without it a row group fills to
+/// `row_group_size`. The rows are the same.
+pub async fn buffered_bytes_limit_flushes_row_groups_early(
+    backend: &dyn DatasetBackend,
+    fx: &Fixture,
+) {
+    // 300,000 rows round-robin over three day folders: every batch reaches all three files.
+    let input: Vec<RecordBatch> = (0..37).map(|c| sample(c * 8192, 8192)).collect();
+    let mut groups = Vec::new();
+    for limit in [None, Some(3 << 20)] {
+        let loc = fx.location(&format!("ds-{}", limit.is_some()));
+        let options = WriteOptions {
+            partition_by: vec!["day".into()],
+            max_buffered_bytes: limit,
+            ..WriteOptions::default()
+        };
+        let report = backend
+            .write(&loc, batches(input.clone()), &options)
+            .await
+            .expect("write");
+        assert_eq!(report.files.len(), 3, "{:?}", report.files);
+        let mut counts = Vec::new();
+        let mut rows = 0;
+        for file in &report.files {
+            let meta = footer(&loc, &file.path).await;
+            counts.push(meta.metadata().num_row_groups());
+            rows += meta.num_rows;
+        }
+        assert_eq!(rows, 37 * 8192);
+        groups.push(counts);
+    }
+    assert!(groups[0].iter().all(|&n| n == 1), "{groups:?}");
+    assert!(
+        groups[1].iter().all(|&n| n >= 2),
+        "flushed early: {groups:?}"
+    );
+}
+
 /// A template with `{}` names the files.
 pub async fn basename_template_names_files(backend: &dyn DatasetBackend, fx: &Fixture) {
     let loc = fx.location("ds");

@@ -150,11 +150,10 @@ pub(crate) struct Spilled {
     pub(crate) sorted_by: &'static str,
 }
 
-/// Sorts the source (`read` then `rest`, of `source_schema`) by key through `backend`'s sort
-/// within half of the merge's budget, deduplicates it on the way out and spills its rows,
-/// keeping the distinct keys in memory. Keys in memory beyond the budget are a typed
-/// [`Error::OutOfMemory`].
-#[allow(clippy::too_many_arguments)]
+/// Sorts the source (`read`, then `rest`; validated against `dataset_schema`) by key through
+/// `backend`'s sort within half of the merge's budget, deduplicates it on the way out and
+/// spills its rows, keeping the distinct keys in memory. Keys in memory beyond the budget are
+/// a typed [`Error::OutOfMemory`].
 pub(crate) async fn spill_source<B: DatasetBackend + ?Sized>(
     backend: &B,
     read: Vec<RecordBatch>,
