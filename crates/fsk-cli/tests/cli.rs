@@ -1469,23 +1469,32 @@ fn merge_source_spill_is_chosen_and_reported() {
     let dir = tempfile::tempdir().expect("dir");
     let seed = csv_rows(dir.path(), "seed.csv", 0..40, "old");
     let change = csv_rows(dir.path(), "change.csv", 30..60, "new");
-    let mut results = Vec::new();
-    for spill in ["never", "always"] {
-        let ds = dir.path().join(format!("ds-{spill}")).display().to_string();
-        ok(&["write", &seed, &ds, "--partition-by", "day"]);
-        let out = ok(&[
-            "--json",
+    let upsert = |ds: &str, spill: &str| -> Vec<String> {
+        [
             "merge",
             &change,
-            &ds,
+            ds,
             "--key",
             "id",
             "--strategy",
             "upsert",
             "--source-spill",
             spill,
-        ]);
-        let report: Value = serde_json::from_str(&out).expect("json report");
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let run = |args: &[String], succeed: bool| -> String {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if succeed { ok(&args) } else { fails(&args) }
+    };
+    let mut results = Vec::new();
+    for spill in ["never", "always"] {
+        let ds = dir.path().join(format!("ds-{spill}")).display().to_string();
+        ok(&["write", &seed, &ds, "--partition-by", "day"]);
+        let mut args = vec!["--json".to_string()];
+        args.extend(upsert(&ds, spill));
+        let report: Value = serde_json::from_str(&run(&args, true)).expect("json report");
         assert_eq!(report["inserted"], 20, "{report}");
         assert_eq!(report["updated"], 10, "{report}");
         let spilled = report["source_spilled_bytes"]
@@ -1503,32 +1512,12 @@ fn merge_source_spill_is_chosen_and_reported() {
     // The human report says it, and a bad value is a typed error naming the flag.
     let ds = dir.path().join("ds-text").display().to_string();
     ok(&["write", &seed, &ds]);
-    let text = ok(&[
-        "merge",
-        &change,
-        &ds,
-        "--key",
-        "id",
-        "--strategy",
-        "upsert",
-        "--source-spill",
-        "always",
-    ]);
+    let text = run(&upsert(&ds, "always"), true);
     assert!(
         text.contains("source: sorted by arrow-rs and spilled"),
         "{text}"
     );
-    let err = fails(&[
-        "merge",
-        &change,
-        &ds,
-        "--key",
-        "id",
-        "--strategy",
-        "upsert",
-        "--source-spill",
-        "maybe",
-    ]);
+    let err = run(&upsert(&ds, "maybe"), false);
     assert!(
         err.contains("source_spill") && err.contains("auto, always, never"),
         "{err}"

@@ -20,15 +20,20 @@ use fsk_core::write::WriteOptions;
 use crate::Fixture;
 use crate::data::{all_objects, batches, data_files, footer, read_rows};
 
+/// `id int64, cat utf8, v utf8, n float64`: the schema of [`rows_of`].
+fn rows_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("cat", DataType::Utf8, false),
+        Field::new("v", DataType::Utf8, true),
+        Field::new("n", DataType::Float64, true),
+    ]))
+}
+
 /// `id int64, cat utf8, v utf8, n float64` rows.
 pub fn rows_of(ids: &[i64], cat: &str, v: &str) -> RecordBatch {
     RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("cat", DataType::Utf8, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("n", DataType::Float64, true),
-        ])),
+        rows_schema(),
         vec![
             Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
             Arc::new(StringArray::from(vec![cat; ids.len()])),
@@ -1288,12 +1293,7 @@ fn spill_rows(first: i64, n: i64, tag: &str) -> RecordBatch {
         .map(|i| format!("c{}", i.rem_euclid(3)))
         .collect();
     RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("cat", DataType::Utf8, false),
-            Field::new("v", DataType::Utf8, true),
-            Field::new("n", DataType::Float64, true),
-        ])),
+        rows_schema(),
         vec![
             Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
             Arc::new(StringArray::from(cats)),
