@@ -438,8 +438,16 @@ impl Deduplicated {
             .map_err(|e| Error::arrow("spilling the merge source", e))?;
         self.buffer.clear();
         self.buffered = 0;
+        // Source rows are numbered with u32 (as in memory): never let the numbers wrap.
+        let rows = u32::try_from(self.rows as u64 + batch.num_rows() as u64).map_err(|_| {
+            Error::invalid_argument(
+                "source",
+                "more than 4,294,967,295 distinct keys",
+                "a merge source holds at most 2^32 - 1 distinct keys; merge it in parts",
+            )
+        })?;
         self.starts.push(self.rows);
-        self.rows += batch.num_rows() as u32;
+        self.rows = rows;
         self.writer
             .write(&batch)
             .map_err(|e| Error::arrow("spilling the merge source", e))
