@@ -382,12 +382,20 @@ pub(crate) fn build_source(
     partitions: &[String],
     options: &MergeOptions,
 ) -> Result<Source> {
-    let conformed: Vec<RecordBatch> = batches
+    let mut conformed: Vec<RecordBatch> = batches
         .iter()
         .map(|b| conform_batch(b, dataset_schema))
         .collect::<Result<_>>()?;
-    let all = arrow::compute::concat_batches(dataset_schema, &conformed)
-        .map_err(|e| Error::arrow("collecting the source", e))?;
+    // The batches as read share their buffers with the conformed ones: both go once the
+    // source is one batch, so the in-memory path holds one copy of it, not two.
+    drop(batches);
+    let all = if conformed.len() == 1 {
+        conformed.pop().expect("one batch")
+    } else {
+        arrow::compute::concat_batches(dataset_schema, &conformed)
+            .map_err(|e| Error::arrow("collecting the source", e))?
+    };
+    drop(conformed);
     let converter = KeyEncoder::new(dataset_schema, &options.key)?;
     let order_by: &[String] = if options.strategy == Strategy::Deduplicate {
         &options.dedup_order_by
@@ -395,7 +403,6 @@ pub(crate) fn build_source(
         &[]
     };
     let winners = dedup_indices(&all, &options.key, order_by, &converter.rows)?;
-    drop(conformed);
     // Winners are ascending: as many as rows means no duplicates, and no copy is needed.
     let rows = if winners.len() == all.num_rows() {
         all
