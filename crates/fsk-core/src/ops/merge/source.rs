@@ -91,9 +91,10 @@ impl KeyIndex {
     }
 }
 
-/// The position of `x` in ascending distinct `values`, searched forward from `hint` in
-/// doubling steps when `x` lies at or after it, by halving below it; `hint` moves to where
-/// `x` is or would be.
+/// The position of `x` in ascending distinct `values`, searched from `hint` in doubling
+/// steps, forward when `x` lies at or after it, backward when below; `hint` moves to where
+/// `x` is or would be. A probe just past the last one (the next key of a clustered file,
+/// present or not) costs a comparison or two.
 pub(crate) fn gallop(values: &[i64], x: i64, hint: &mut usize) -> Option<usize> {
     let n = values.len();
     let start = (*hint).min(n);
@@ -105,7 +106,13 @@ pub(crate) fn gallop(values: &[i64], x: i64, hint: &mut usize) -> Option<usize> 
         }
         (lo, (lo + step).min(n))
     } else {
-        (0, start)
+        // x < values[start] (or start == n): the answer is at or below start.
+        let (mut hi, mut step) = (start, 1);
+        while hi >= step && values[hi - step] >= x {
+            hi -= step;
+            step *= 2;
+        }
+        (hi.saturating_sub(step), hi)
     };
     let at = lo + values[lo..hi].partition_point(|&v| v < x);
     *hint = at;

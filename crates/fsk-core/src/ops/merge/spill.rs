@@ -369,10 +369,7 @@ impl Deduplicated {
         {
             self.emit(row)?;
         }
-        let winners: Vec<u32> = (0..n - 1)
-            .filter(|&i| keys.row(i) != keys.row(i + 1))
-            .map(|i| i as u32)
-            .collect();
+        let winners = run_ends(&batch, &self.key)?;
         if !winners.is_empty() {
             let rows = if winners.len() == n - 1 {
                 batch.slice(0, n - 1)
@@ -509,6 +506,28 @@ impl Deduplicated {
             first_key_sorted,
         })
     }
+}
+
+/// The rows of a sorted batch whose key differs from the next row's (the last row of each
+/// key's run, the batch's last row left out), compared a column at a time with arrow's
+/// `distinct` kernel.
+fn run_ends(batch: &RecordBatch, key: &[String]) -> Result<Vec<u32>> {
+    let n = batch.num_rows();
+    let mut differs: Option<arrow::array::BooleanArray> = None;
+    for column in key_columns(batch, key, "source")? {
+        let next = arrow::compute::kernels::cmp::distinct(
+            &column.slice(0, n - 1),
+            &column.slice(1, n - 1),
+        )
+        .map_err(|e| Error::arrow("comparing source keys", e))?;
+        differs = Some(match differs {
+            None => next,
+            Some(before) => arrow::compute::or(&before, &next)
+                .map_err(|e| Error::arrow("comparing source keys", e))?,
+        });
+    }
+    let differs = differs.expect("at least one key column");
+    Ok(differs.values().set_indices().map(|i| i as u32).collect())
 }
 
 /// `array` in buffers of its own.
