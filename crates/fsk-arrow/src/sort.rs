@@ -171,9 +171,7 @@ fn spill(
         .suffix(".arrow")
         .tempfile_in(dir)
         .map_err(|e| spill_error(dir, e))?;
-    let options = arrow_ipc::writer::IpcWriteOptions::default()
-        .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-        .map_err(|e| spill_error(dir, e))?;
+    let options = fsk_core::plan::sort::spill_write_options().map_err(|e| spill_error(dir, e))?;
     let mut writer = arrow_ipc::writer::FileWriter::try_new_with_options(
         BufWriter::new(file.reopen().map_err(|e| spill_error(dir, e))?),
         schema,

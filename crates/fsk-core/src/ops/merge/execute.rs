@@ -210,7 +210,7 @@ pub(crate) async fn execute(
             .write
             .clone()
             .with_partition_by(shape.partitions.clone());
-        if source.spilled_bytes() > 0 {
+        if source.is_spilled() {
             // Spilled inserts stream in key order, so every partition may be open at once:
             // row groups are flushed early to keep their buffers within a share of the budget.
             insert_options.max_buffered_bytes = Some(options.memory.bytes as u64 / 4);

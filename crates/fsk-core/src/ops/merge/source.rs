@@ -153,6 +153,11 @@ impl Source {
         self.keys.column_by_name(k).expect("validated key column")
     }
 
+    /// Whether the source's rows are spilled to disk (else in memory).
+    pub(crate) fn is_spilled(&self) -> bool {
+        matches!(self.rows, SourceRows::Spilled(_))
+    }
+
     /// Bytes of the source's rows spilled to disk (0 when they are in memory).
     pub(crate) fn spilled_bytes(&self) -> u64 {
         match &self.rows {

@@ -270,14 +270,6 @@ fn pieces(batch: Result<RecordBatch>) -> Vec<Result<RecordBatch>> {
         .collect()
 }
 
-/// Spill files are LZ4-compressed: writing pages to the page cache cost more than
-/// compressing them (B9 spent a third of its CPU copying spill and sort-run pages).
-pub(crate) fn spill_write_options()
--> std::result::Result<arrow_ipc::writer::IpcWriteOptions, arrow::error::ArrowError> {
-    arrow_ipc::writer::IpcWriteOptions::default()
-        .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-}
-
 /// The sorted source's winners, written to the spill file as they are found.
 struct Deduplicated {
     schema: SchemaRef,
@@ -320,7 +312,7 @@ impl Deduplicated {
         let writer = arrow_ipc::writer::FileWriter::try_new_with_options(
             std::io::BufWriter::new(handle),
             schema,
-            spill_write_options().map_err(|e| spill_error(&e))?,
+            crate::plan::sort::spill_write_options().map_err(|e| spill_error(&e))?,
         )
         .map_err(|e| spill_error(&e))?;
         let fields = options
